@@ -1,0 +1,1 @@
+"""End-to-end jobs run by the tfpretrain CLI (installed as tfpretrain.pipelines)."""

@@ -1,0 +1,1 @@
+"""tfpretrain.export."""
