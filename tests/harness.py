@@ -67,6 +67,7 @@ def run_layer_test(
     expected_output_dtype=None,
     mask=None,
     masked_input_index=0,
+    output_mask_axes=(0, 1),
     run_training=True,
     run_mixed_precision=True,
     atol=1e-5,
@@ -84,6 +85,8 @@ def run_layer_test(
             ``input_data[masked_input_index]`` at masked steps must not change
             the outputs at unmasked steps.
         masked_input_index: which input the masking check perturbs.
+        output_mask_axes: the (batch, time) axes of the output that the mask
+            indexes, e.g. ``(0, 2)`` for a stack of layers ``(batch, layers, time, dim)``.
         run_training: run one ``fit`` step on a float output and check that the
             trainable weights move.
         run_mixed_precision: build the layer under ``mixed_float16`` with the
@@ -97,6 +100,12 @@ def run_layer_test(
         assert key in config, f"get_config() of {layer_cls.__name__} misses '{key}'"
     revived = layer_cls.from_config(config)
     assert revived.get_config() == config, "config does not round-trip"
+
+    # A layer revived frozen stays frozen once built (sublayers included).
+    frozen = layer_cls.from_config({**config, "trainable": False})
+    _functional_model(frozen, input_data, mask)
+    trainable_left = [v.path for v in frozen.weights if v.trainable]
+    assert not trainable_left, f"frozen {layer_cls.__name__} has trainable variables {trainable_left}"
 
     # 2. Call in a functional model, shapes and dtype.
     model, feed = _functional_model(layer, input_data, mask)
@@ -131,20 +140,24 @@ def run_layer_test(
         perturbed[masked_input_index] = np.where(expand, x, noise)
         out_a = _to_numpy(_first(output))
         out_b = _to_numpy(_first(model(perturbed)))
-        keep = step_mask.reshape(step_mask.shape + (1,) * (out_a.ndim - step_mask.ndim))
-        keep = np.broadcast_to(keep, out_a.shape) if out_a.ndim >= step_mask.ndim else None
-        assert keep is not None
+        keep_shape = [1] * out_a.ndim
+        for axis, size in zip(output_mask_axes, step_mask.shape):
+            keep_shape[axis] = size
+        keep = np.broadcast_to(step_mask.reshape(keep_shape), out_a.shape)
         np.testing.assert_allclose(
             out_a[keep], out_b[keep], atol=1e-5, err_msg="masked steps leak into unmasked outputs"
         )
 
     # 5. One fit step moves every trainable weight.
     if run_training and layer.trainable_weights:
-        target = np.zeros_like(_to_numpy(_first(output)), dtype="float32")
-        train_model = keras.Model(model.inputs, _first(model.outputs))
+        # Flattened so that the loss sees every output value, masked or not.
+        flat_output = keras.layers.Reshape((-1,))(_first(model.outputs))
+        first_output = _to_numpy(_first(output))
+        target = np.ones((len(first_output), first_output[0].size), dtype="float32")
+        train_model = keras.Model(model.inputs, flat_output)
         train_model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
         before = [np.array(w) for w in layer.trainable_weights]
-        history = train_model.fit(feed, target + 1.0, epochs=1, batch_size=len(target), verbose=0)
+        history = train_model.fit(feed, target, epochs=1, batch_size=len(target), verbose=0)
         assert np.isfinite(history.history["loss"][0])
         moved = [not np.allclose(b, np.array(w)) for b, w in zip(before, layer.trainable_weights)]
         assert any(moved), "no trainable weight changed after a fit step"
@@ -159,7 +172,7 @@ def run_layer_test(
                 f"variable {w.path} is not float32 under mixed precision"
             )
         mp_output = _to_numpy(_first(mp_model(feed)))
-        ref = _to_numpy(_first(output))
+        ref = _to_numpy(_first(model(feed)))  # weights may have moved in the fit step
         assert np.all(np.isfinite(mp_output.astype("float32"))), "non-finite output in float16"
         if np.issubdtype(ref.dtype, np.floating):
             scale = max(1.0, float(np.max(np.abs(ref))))

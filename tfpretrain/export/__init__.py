@@ -1,1 +1,4 @@
-"""tfpretrain.export."""
+"""Export to SavedModel (TF Serving layout)."""
+
+from tfpretrain.export.saved_model import export_saved_model, next_version
+from tfpretrain.export.tagging_module import TaggingModule, decode_tagging_outputs

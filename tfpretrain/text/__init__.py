@@ -1,1 +1,13 @@
-"""tfpretrain.text."""
+"""Readers, vocabularies and in-graph tf.data text pipelines."""
+
+from tfpretrain.text.char_ids import BEGIN_OF_WORD, END_OF_WORD, NUM_CHARS, char_ids
+from tfpretrain.text.datasets import (
+    language_model_dataset,
+    tagging_dataset,
+    text_dataset,
+    text_lines,
+    tokenized_lines,
+)
+from tfpretrain.text.tagging_preprocessor import TaggingPreprocessor
+from tfpretrain.text.tokenizer import normalize_text, tokenize
+from tfpretrain.text.vocabulary import build_vocabulary, load_vocabulary, save_vocabulary

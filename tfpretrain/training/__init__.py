@@ -1,1 +1,5 @@
-"""tfpretrain.training."""
+"""Metrics and callbacks."""
+
+from tfpretrain.training.perplexity import Perplexity
+from tfpretrain.training.callbacks import TrainingCurves, plot_history_csv, training_callbacks
+from tfpretrain.training.metrics import EntityF1, TokenAccuracy, entity_report

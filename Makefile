@@ -1,0 +1,25 @@
+# Both targets create (or reuse) the project's own virtual environment in .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## the main job on embedded default data
+	$(BIN)/tfpretrain demo
+
+test: $(STAMP)  ## the test suite
+	$(BIN)/python -m pytest -q tests
+
+bench: $(STAMP)  ## benchmarks on ../shared/data (long; not part of the tests)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

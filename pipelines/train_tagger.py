@@ -1,0 +1,84 @@
+"""Train a CRF sequence tagger, optionally on top of a pretrained BiLM (``tfpretrain train-tagger``)."""
+
+import os
+import time
+
+import keras
+
+from tfpretrain.models.tagger import TAGGER_PRESETS, build_tagger
+from tfpretrain.models.tagger.saving import save_tagger
+from tfpretrain.pipelines.evaluate import evaluate_sentences
+from tfpretrain.pipelines.pretrain_bilm import load_language_model
+from tfpretrain.text import TaggingPreprocessor, build_vocabulary, tagging_dataset
+from tfpretrain.text.readers import detect_scheme, read_tagged
+from tfpretrain.training import training_callbacks
+from tfpretrain.training.metrics import EntityF1, TokenAccuracy
+
+SCHEME_CONSTRAINTS = {"IOB2": "BIO", "IOBES": "IOBES"}
+
+
+def tag_set(*sentence_lists):
+    """All tags of the given sentences, 'O' first, then alphabetical."""
+    tags = {t for sentences in sentence_lists for s in sentences for t in s.tags}
+    return sorted(tags, key=lambda t: (t != "O", t))
+
+
+def run(train_path, dev_path, out_dir, format="iob2", column=None, bilm_dir=None, epochs=10,
+        preset="small", language_model_mode="top", constraint="auto", batch_size=32,
+        learning_rate=3e-3, min_count=2, seed=0, verbose=1, log=print):
+    """Trains a tagger and saves it to ``out_dir``; returns the dev scores.
+
+    Args:
+        constraint: "auto" (BIO/IOBES constraint when the tags use that scheme),
+            None, "BIO" or "IOBES".
+    """
+    if preset not in TAGGER_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(TAGGER_PRESETS)}")
+    keras.utils.set_random_seed(seed)
+    train = read_tagged(train_path, format, column)
+    dev = read_tagged(dev_path, format, column)
+    for path, sentences in ((train_path, train), (dev_path, dev)):
+        if not sentences:
+            raise ValueError(f"{path}: no sentences found; is --format {format} (and --column) right?")
+    tags = tag_set(train, dev)
+    scheme = detect_scheme(set(tags))
+    if constraint == "auto":
+        constraint = SCHEME_CONSTRAINTS.get(scheme)
+    words = build_vocabulary(([t.lower() for t in s.tokens] for s in train), min_count=min_count)
+    preprocessor = TaggingPreprocessor(words, tags)
+    log(f"Read {len(train)} training and {len(dev)} dev sentences; {len(tags)} tags ({scheme}); "
+        f"{preprocessor.word_vocabulary_size} word ids; constraint: {constraint}")
+
+    language_model = load_language_model(bilm_dir) if bilm_dir else None
+    model = build_tagger(
+        preprocessor.word_vocabulary_size, tags, language_model=language_model,
+        language_model_mode=language_model_mode, constraint=constraint, **TAGGER_PRESETS[preset],
+    )
+    metrics = [TokenAccuracy(name="accuracy")]
+    if scheme in SCHEME_CONSTRAINTS:
+        metrics.append(EntityF1(tags, name="entity"))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=5.0), metrics=metrics)
+
+    train_data = tagging_dataset(train, preprocessor, batch_size, shuffle=True, seed=seed)
+    dev_data = tagging_dataset(dev, preprocessor, batch_size)
+    os.makedirs(out_dir, exist_ok=True)
+    if os.path.isdir(os.path.join(out_dir, "checkpoint")):
+        log(f"Resuming from the checkpoint in {os.path.join(out_dir, 'checkpoint')}")
+    started = time.perf_counter()
+    history = model.fit(train_data, validation_data=dev_data, epochs=epochs, verbose=verbose,
+                        callbacks=training_callbacks(out_dir))
+    seconds = time.perf_counter() - started
+    epochs_run = len(history.history.get("loss", []))
+    train_tokens = sum(len(s.tokens) for s in train)
+
+    scores = evaluate_sentences(model, preprocessor, dev)
+    scores["train_tokens_per_second"] = train_tokens * epochs_run / max(seconds, 1e-9)
+    metadata = {
+        "format": format, "column": column, "scheme": scheme, "constraint": constraint,
+        "preset": preset, "bilm": os.path.abspath(bilm_dir) if bilm_dir else None,
+        "language_model_mode": language_model_mode if bilm_dir else None,
+        "train": os.path.abspath(train_path), "dev": os.path.abspath(dev_path), "dev_scores": scores,
+    }
+    save_tagger(out_dir, model, preprocessor, metadata)
+    log(f"Saved the tagger to {out_dir}")
+    return scores

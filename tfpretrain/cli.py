@@ -1,0 +1,141 @@
+"""The ``tfpretrain`` command line (also ``python -m tfpretrain``).
+
+Each command is a thin layer over a function in `tfpretrain.pipelines`;
+TensorFlow is imported only once a command runs, so ``--help`` is instant.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+FORMATS = ("conll", "iob2", "conllu")
+
+
+def _add_data_format(parser, required=True):
+    parser.add_argument("--format", choices=FORMATS, required=required,
+                        help="conll (CoNLL-2003 columns), iob2 (UNER tab-separated) or conllu")
+    parser.add_argument("--column", default=None,
+                        help="tag column: a CoNLL-U field name (upos, xpos, ...) or a 0-based index")
+
+
+def _column(value):
+    if value is None:
+        return None
+    return int(value) if str(value).lstrip("-").isdigit() else value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="tfpretrain", description="Transfer-learning recipes for NLP on TensorFlow / Keras 3.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = commands.add_parser("pretrain-bilm", help="pretrain a bidirectional LSTM language model on raw text")
+    p.add_argument("--text", nargs="+", required=True, metavar="FILE",
+                   help="plain text (one sentence or paragraph per line) or CoNLL-U files ('# text =' lines)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--preset", default="small", help="tiny, small, elmo_small or elmo_original")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=64, help="tokens kept per line")
+    p.add_argument("--min-count", type=int, default=2, help="rarer words map to [UNK]")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = commands.add_parser("train-tagger", help="train a CRF sequence tagger (optionally with a pretrained BiLM)")
+    p.add_argument("--train", required=True, metavar="FILE")
+    p.add_argument("--dev", required=True, metavar="FILE")
+    _add_data_format(p)
+    p.add_argument("--bilm", metavar="DIR", help="a directory written by pretrain-bilm")
+    p.add_argument("--bilm-mode", choices=("top", "scalar_mix"), default="top",
+                   help="top: TagLM (LM top layer after the first BiLSTM); scalar_mix: ELMo at the input")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--preset", default="small", help="tiny, small or base")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=3e-3)
+    p.add_argument("--constraint", choices=("auto", "none", "BIO", "IOBES"), default="auto",
+                   help="forbid invalid tag transitions in the CRF (auto: from the tag set)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="DIR")
+
+    p = commands.add_parser("evaluate", help="score a tagger; the last line is a JSON object")
+    p.add_argument("--model", required=True, metavar="DIR")
+    p.add_argument("--data", required=True, metavar="FILE")
+    _add_data_format(p, required=False)
+
+    p = commands.add_parser("tag", help="tag raw text (arguments, or one text per line on stdin)")
+    p.add_argument("--model", required=True, metavar="DIR")
+    p.add_argument("text", nargs="*", metavar="TEXT")
+    p.add_argument("--json", action="store_true", help="one JSON object per text instead of CoNLL lines")
+
+    p = commands.add_parser("export", help="export a tagger as a SavedModel under ROOT/NAME/VERSION")
+    p.add_argument("--model", required=True, metavar="DIR")
+    p.add_argument("--name", required=True)
+    p.add_argument("--version", type=int, default=None)
+    p.add_argument("--root", default="saved_models")
+
+    p = commands.add_parser("demo", help="the main job on embedded default data (about 10 minutes on 2 cores)")
+    p.add_argument("--work-dir", default="runs/demo")
+    p.add_argument("--export-root", default="saved_models")
+    return parser
+
+
+def _run(args):
+    if args.command == "pretrain-bilm":
+        from tfpretrain.pipelines import pretrain_bilm
+
+        result = pretrain_bilm.run(args.text, args.out, epochs=args.epochs, preset=args.preset,
+                                   batch_size=args.batch_size, max_length=args.max_length,
+                                   min_count=args.min_count, seed=args.seed, verbose=_verbosity())
+        print(json.dumps(result))
+    elif args.command == "train-tagger":
+        from tfpretrain.pipelines import train_tagger
+
+        scores = train_tagger.run(
+            args.train, args.dev, args.out, format=args.format, column=_column(args.column),
+            bilm_dir=args.bilm, epochs=args.epochs, preset=args.preset, language_model_mode=args.bilm_mode,
+            constraint=None if args.constraint == "none" else args.constraint, batch_size=args.batch_size,
+            learning_rate=args.learning_rate, seed=args.seed, verbose=_verbosity())
+        print(json.dumps(scores))
+    elif args.command == "evaluate":
+        from tfpretrain.pipelines import evaluate
+
+        scores = evaluate.run(args.model, args.data, args.format, _column(args.column))
+        print(json.dumps(scores))
+    elif args.command == "tag":
+        from tfpretrain.pipelines import tag
+
+        texts = args.text or [line.rstrip("\n") for line in sys.stdin]
+        results = tag.run(args.model, texts)
+        if args.json:
+            for result in results:
+                print(json.dumps(result, ensure_ascii=False))
+        else:
+            print(tag.format_conll(results))
+    elif args.command == "export":
+        from tfpretrain.pipelines import export
+
+        print(export.run(args.model, args.name, root=args.root, version=args.version))
+    elif args.command == "demo":
+        from tfpretrain.pipelines import demo
+
+        demo.run(args.work_dir, args.export_root, verbose=_verbosity())
+
+
+def _verbosity():
+    """Progress bars on a terminal, one line per epoch in logs and CI."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        _run(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"tfpretrain {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tfpretrain {args.command}: interrupted; run the same command again to resume from the "
+              "last checkpoint.", file=sys.stderr)
+        return 130
+    return 0

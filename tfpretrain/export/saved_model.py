@@ -1,0 +1,48 @@
+"""SavedModel export in the layout TF Serving watches: ``ROOT/NAME/VERSION/``."""
+
+import os
+import re
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+
+def next_version(root, name):
+    """1 + the largest numeric version under ``root/name`` (1 when there is none)."""
+    directory = os.path.join(root, name)
+    if not os.path.isdir(directory):
+        return 1
+    versions = [int(v) for v in os.listdir(directory) if re.fullmatch(r"\d+", v)]
+    return max(versions, default=0) + 1
+
+
+def export_saved_model(module, root, name, signatures, version=None):
+    """Saves ``module`` to ``root/name/version`` atomically and returns that path.
+
+    The SavedModel is written to a hidden temporary folder beside the versions
+    and renamed into place only when complete, so TF Serving never sees a
+    half-written version. An existing version is never overwritten.
+
+    Args:
+        module: a `tf.Module` (e.g. `tfpretrain.export.TaggingModule`).
+        root: str. Export root (``saved_models`` by default in the CLI).
+        name: str. Model name (a folder name: letters, digits, ``-``, ``_``, ``.``).
+        signatures: dict of signature name -> concrete or traced `tf.function`.
+        version: int or None. Defaults to the next free version.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ValueError(f"export name {name!r} must use only letters, digits, '-', '_' and '.'")
+    version = next_version(root, name) if version is None else int(version)
+    target = os.path.join(root, name, str(version))
+    if os.path.exists(target):
+        raise FileExistsError(f"{target} exists; versions are never overwritten (omit --version).")
+    os.makedirs(os.path.join(root, name), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".tmp-export-", dir=os.path.join(root, name))
+    try:
+        tf.saved_model.save(module, staging, signatures=signatures)
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,138 @@
+"""The bidirectional language model: CharCNN token encoder + BiLM + (sampled) softmax."""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from tfpretrain.layers.bilm import BiLM
+from tfpretrain.layers.char_cnn import CharCNN
+from tfpretrain.text.char_ids import NUM_CHARS
+from tfpretrain.training.perplexity import Perplexity
+
+
+@keras.saving.register_keras_serializable(package="tfpretrain")
+class BiLMLanguageModel(keras.Model):
+    """An ELMo-style bidirectional LM over words, reading characters.
+
+    ``char_ids (batch, time, chars)`` -> `CharCNN` -> `BiLM` -> every layer's
+    states ``(batch, num_layers + 1, time, 2 * hidden_dim)`` (the model's
+    output, what downstream taggers read). Training predicts the next word from
+    the forward top layer and the previous word from the backward top layer,
+    with one output embedding shared by both directions. With ``num_sampled <
+    vocabulary_size`` the training loss is a sampled softmax (Jean et al., 2015;
+    word ids must be sorted by falling frequency, as
+    `tfpretrain.text.build_vocabulary` does); evaluation always uses the full
+    softmax and reports ``perplexity``.
+
+    Targets ``y`` are ``{"next_ids", "previous_ids"}`` of shape ``(batch, time)``
+    with -1 at padded steps (see `tfpretrain.text.language_model_dataset`).
+
+    Args:
+        vocabulary_size: int. Number of output words (padding/OOV included).
+        hidden_dim: int. Token vector and LSTM size. Defaults to 256.
+        num_layers: int. LSTM layers per direction. Defaults to 2.
+        char_embedding_dim: int. Defaults to 16.
+        filters: list of ``[width, num_filters]``. Defaults to CharCNN's.
+        num_highway: int. Defaults to 2.
+        dropout: float. Defaults to 0.1.
+        num_sampled: int. Negative samples of the sampled softmax. Defaults to 512.
+        **kwargs: standard `keras.Model` arguments.
+
+    Example:
+
+    >>> lm = tfpretrain.models.BiLMLanguageModel(vocabulary_size=1000, hidden_dim=64)
+    >>> lm.compile(optimizer="adam")
+    >>> lm.fit(tfpretrain.text.language_model_dataset(["corpus.txt"], lookup), epochs=1)
+
+    References:
+        Peters et al. (2018). Deep contextualized word representations.
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        hidden_dim=256,
+        num_layers=2,
+        char_embedding_dim=16,
+        filters=((1, 32), (2, 32), (3, 64), (4, 128), (5, 256)),
+        num_highway=2,
+        dropout=0.1,
+        num_sampled=512,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.vocabulary_size = int(vocabulary_size)
+        self.hidden_dim = int(hidden_dim)
+        self.num_layers = int(num_layers)
+        self.char_embedding_dim = int(char_embedding_dim)
+        self.filters = [[int(w), int(n)] for w, n in filters]
+        self.num_highway = int(num_highway)
+        self.dropout = float(dropout)
+        self.num_sampled = int(num_sampled)
+        self.char_cnn = CharCNN(
+            num_chars=NUM_CHARS, char_embedding_dim=char_embedding_dim, filters=self.filters,
+            num_highway=num_highway, output_dim=hidden_dim, name="bilm_char_cnn", dtype=self.dtype_policy,
+        )
+        self.token_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self.bilm = BiLM(hidden_dim, num_layers, dropout, name="bilm", dtype=self.dtype_policy)
+        self.softmax_weights = self.add_weight(
+            name="softmax_weights", shape=(self.vocabulary_size, self.hidden_dim), dtype="float32",
+            initializer=keras.initializers.RandomNormal(stddev=1.0 / self.hidden_dim**0.5),
+        )
+        self.softmax_bias = self.add_weight(
+            name="softmax_bias", shape=(self.vocabulary_size,), dtype="float32", initializer="zeros"
+        )
+        self.perplexity = Perplexity(name="perplexity")
+
+    def call(self, char_ids, training=None):
+        if isinstance(char_ids, dict):
+            char_ids = char_ids["char_ids"]
+        tokens = self.token_dropout(self.char_cnn(char_ids), training=training)  # (batch, time, hidden)
+        return self.bilm(tokens, training=training)  # (batch, layers + 1, time, 2 * hidden)
+
+    def _direction_nll(self, hidden, targets, training):
+        """Summed NLL of ``targets`` (n,) given ``hidden`` (n, hidden_dim)."""
+        hidden = ops.cast(hidden, "float32")
+        if training and self.num_sampled < self.vocabulary_size:
+            losses = tf.nn.sampled_softmax_loss(
+                weights=self.softmax_weights, biases=self.softmax_bias,
+                labels=ops.cast(targets[:, None], "int64"), inputs=hidden,
+                num_sampled=self.num_sampled, num_classes=self.vocabulary_size,
+            )
+        else:
+            logits = ops.matmul(hidden, ops.transpose(self.softmax_weights)) + self.softmax_bias
+            losses = ops.sparse_categorical_crossentropy(targets, logits, from_logits=True)
+        return ops.sum(losses)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        top = y_pred[:, -1]  # (batch, time, 2 * hidden)
+        valid = ops.greater_equal(y["next_ids"], 0)  # (batch, time)
+        forward = tf.boolean_mask(top[..., : self.hidden_dim], valid)  # (tokens, hidden)
+        backward = tf.boolean_mask(top[..., self.hidden_dim :], valid)
+        next_ids = tf.boolean_mask(y["next_ids"], valid)
+        previous_ids = tf.boolean_mask(y["previous_ids"], valid)
+        num_tokens = ops.cast(ops.sum(ops.cast(valid, "int32")), "float32")
+        nll = self._direction_nll(forward, next_ids, training) + self._direction_nll(
+            backward, previous_ids, training
+        )
+        if not training:
+            self.perplexity.update_state(nll / 2.0, num_tokens)
+        loss = ops.divide_no_nan(nll, 2.0 * num_tokens)
+        if self.losses:
+            loss = loss + ops.sum(self.losses)
+        return loss
+
+    def train_step(self, data):
+        logs = super().train_step(data)
+        logs.pop("perplexity", None)  # only measured with the full softmax, in evaluation
+        return logs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            vocabulary_size=self.vocabulary_size, hidden_dim=self.hidden_dim,
+            num_layers=self.num_layers, char_embedding_dim=self.char_embedding_dim,
+            filters=self.filters, num_highway=self.num_highway, dropout=self.dropout,
+            num_sampled=self.num_sampled,
+        )
+        return config

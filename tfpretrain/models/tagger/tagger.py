@@ -1,0 +1,138 @@
+"""The TagLM / ELMo sequence tagger: CharCNN + word embedding -> BiLSTMs (+ frozen BiLM) -> CRF."""
+
+import keras
+from keras import ops
+
+from tfpretrain.layers.char_cnn import CharCNN
+from tfpretrain.layers.crf import CRF
+from tfpretrain.layers.scalar_mix import ScalarMix
+from tfpretrain.text.char_ids import NUM_CHARS
+
+LANGUAGE_MODEL_MODES = ("top", "scalar_mix")
+
+
+@keras.saving.register_keras_serializable(package="tfpretrain")
+class CRFTagger(keras.Model):
+    """A functional model whose outputs are ``{"tag_ids", "potentials"}`` from a `CRF` layer.
+
+    Training minimises the CRF's negative log-likelihood of the gold tag ids
+    (``y``: int ``(batch, time)``, -1 at padded steps); compiled metrics see the
+    Viterbi-decoded ``tag_ids``. Use it for any functional graph that ends in a
+    CRF; `build_tagger` builds the standard one.
+
+    Example:
+
+    >>> word_ids = keras.Input((None,), dtype="int32", name="word_ids")
+    >>> x = keras.layers.Embedding(100, 16, mask_zero=True)(word_ids)
+    >>> potentials = keras.layers.Dense(5)(x)
+    >>> tags = tfpretrain.layers.CRF(5)(potentials)
+    >>> model = tfpretrain.models.CRFTagger(word_ids, {"tag_ids": tags, "potentials": potentials})
+    >>> model.compile(optimizer="adam")
+    """
+
+    def __init__(self, inputs, outputs, name=None, **kwargs):
+        super().__init__(inputs, outputs, name=name, **kwargs)
+        crf_layers = [layer for layer in self.layers if isinstance(layer, CRF)]
+        if len(crf_layers) != 1 or not isinstance(self.output, dict):
+            raise ValueError(
+                "CRFTagger needs exactly one CRF layer and dict outputs {'tag_ids', 'potentials'}; "
+                f"got {len(crf_layers)} CRF layers and outputs of type {type(self.output).__name__}."
+            )
+        self.crf = crf_layers[0]
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        tag_ids = ops.cast(y, "int32")
+        mask = ops.greater_equal(tag_ids, 0)
+        nll = -self.crf.log_likelihood(y_pred["potentials"], tag_ids, mask)  # (batch,)
+        if sample_weight is not None:
+            nll = nll * ops.cast(sample_weight, nll.dtype)
+        loss = ops.mean(nll)
+        if self.losses:
+            loss = loss + ops.sum(self.losses)
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y, y_pred["tag_ids"], sample_weight)
+
+
+def build_tagger(
+    word_vocabulary_size,
+    tags,
+    word_embedding_dim=64,
+    char_embedding_dim=16,
+    char_filters=((1, 16), (2, 32), (3, 64), (4, 64)),
+    char_output_dim=64,
+    rnn_units=64,
+    dropout=0.25,
+    language_model=None,
+    language_model_mode="top",
+    constraint=None,
+    name="tagger",
+):
+    """Builds the tagger of Peters et al. (2017, TagLM) as a `CRFTagger`.
+
+    Token representation = `CharCNN` (+) word embedding -> first BiLSTM ->
+    concatenate the frozen language model's top layer (``"top"``, TagLM) ->
+    second BiLSTM -> Dense -> `CRF`. With ``language_model_mode="scalar_mix"``
+    a learned `ScalarMix` of all LM layers joins the token representation at
+    the input instead (ELMo). Without ``language_model`` it is the baseline.
+
+    Args:
+        word_vocabulary_size: int. Word ids, padding (0) and OOV (1) included.
+        tags: list of str. The tag set.
+        language_model: a trained `tfpretrain.models.BiLMLanguageModel` or None.
+            Its layers are frozen and shared with the tagger.
+        language_model_mode: "top" or "scalar_mix".
+        constraint: None, "BIO" or "IOBES": forbid invalid tag transitions.
+
+    Inputs: ``{"word_ids": (batch, time), "char_ids": (batch, time, chars)}``
+    from a `tfpretrain.text.TaggingPreprocessor`.
+
+    Example:
+
+    >>> model = build_tagger(preprocessor.word_vocabulary_size, preprocessor.tags)
+    >>> model.compile(optimizer="adam", metrics=[tfpretrain.training.TokenAccuracy()])
+    >>> model.fit(tfpretrain.text.tagging_dataset(train, preprocessor), epochs=5)
+
+    References:
+        Peters et al. (2017). Semi-supervised sequence tagging with bidirectional language models.
+        Peters et al. (2018). Deep contextualized word representations.
+    """
+    if language_model is not None and language_model_mode not in LANGUAGE_MODEL_MODES:
+        raise ValueError(
+            f"language_model_mode must be one of {LANGUAGE_MODEL_MODES}, got {language_model_mode!r}"
+        )
+    word_ids = keras.Input((None,), dtype="int32", name="word_ids")
+    char_ids = keras.Input((None, None), dtype="int32", name="char_ids")
+    words = keras.layers.Embedding(
+        word_vocabulary_size, word_embedding_dim, mask_zero=True, name="word_embedding"
+    )(word_ids)  # (batch, time, word_embedding_dim)
+    chars = CharCNN(
+        num_chars=NUM_CHARS, char_embedding_dim=char_embedding_dim, filters=char_filters,
+        num_highway=1, output_dim=char_output_dim, name="char_cnn",
+    )(char_ids)  # (batch, time, char_output_dim)
+    token_parts = [words, chars]
+    lm_states = None
+    if language_model is not None:
+        lm_states = language_model.bilm(language_model.char_cnn(char_ids))  # (batch, L+1, time, 2H)
+        language_model.trainable = False  # frozen once built, so that every variable exists
+        if language_model_mode == "scalar_mix":
+            token_parts.append(ScalarMix(language_model.num_layers + 1, name="scalar_mix")(lm_states))
+    x = keras.layers.Concatenate(name="token_representation")(token_parts)
+    x = keras.layers.Dropout(dropout)(x)
+    x = keras.layers.Bidirectional(
+        keras.layers.LSTM(rnn_units, return_sequences=True), name="birnn_1"
+    )(x)  # (batch, time, 2 * rnn_units)
+    if lm_states is not None and language_model_mode == "top":
+        x = keras.layers.Concatenate(name="with_language_model")([x, lm_states[:, -1]])
+    x = keras.layers.Dropout(dropout)(x)
+    x = keras.layers.Bidirectional(
+        keras.layers.LSTM(rnn_units, return_sequences=True), name="birnn_2"
+    )(x)
+    potentials = keras.layers.Dense(len(tags), name="potentials")(x)  # (batch, time, num_tags)
+    tag_ids = CRF(len(tags), tags=list(tags), constraint=constraint, name="crf")(potentials)
+    return CRFTagger(
+        inputs={"word_ids": word_ids, "char_ids": char_ids},
+        outputs={"tag_ids": tag_ids, "potentials": potentials},
+        name=name,
+    )

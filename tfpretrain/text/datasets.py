@@ -1,0 +1,196 @@
+"""tf.data pipelines: tagged sentences and raw text, tokenised and mapped to ids in the graph."""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tfpretrain.text.char_ids import char_ids
+from tfpretrain.text.tokenizer import tokenize
+from tfpretrain.text.vocabulary import PADDING_TOKEN
+
+DEFAULT_BUCKET_BOUNDARIES = (8, 16, 24, 32, 48, 64, 96)
+
+# Language-model word ids: 0 padding, 1 OOV, then the sentence markers.
+BEGIN_OF_SENTENCE = "<S>"
+END_OF_SENTENCE = "</S>"
+LANGUAGE_MODEL_RESERVED = (BEGIN_OF_SENTENCE, END_OF_SENTENCE)
+
+
+def _sentence_slicer(*sequence_lists):
+    """index -> a tuple of 1-D string tensors, sliced in the graph from flat constants."""
+    lengths = np.array([len(s) for s in sequence_lists[0]], dtype=np.int64)
+    splits = tf.constant(np.concatenate([[0], np.cumsum(lengths)]), dtype=tf.int64)
+    flats = [tf.constant([t for s in sequences for t in s] or [""], dtype=tf.string) for sequences in sequence_lists]
+
+    def element(i):
+        return tuple(flat[splits[i] : splits[i + 1]] for flat in flats)
+
+    return element
+
+
+def _bucket(dataset, batch_size, bucket_boundaries, num_components):
+    """Groups elements of similar length into batches padded with ''."""
+    boundaries = [b for b in bucket_boundaries]
+    return dataset.bucket_by_sequence_length(
+        element_length_func=lambda *parts: tf.shape(parts[0])[0],
+        bucket_boundaries=boundaries,
+        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+        padding_values=tuple([PADDING_TOKEN] * num_components) if num_components > 1 else PADDING_TOKEN,
+        pad_to_bucket_boundary=False,
+    )
+
+
+def tagging_dataset(
+    sentences,
+    preprocessor,
+    batch_size=32,
+    shuffle=False,
+    seed=None,
+    bucket_boundaries=DEFAULT_BUCKET_BOUNDARIES,
+):
+    """Batches of ``({"word_ids", "char_ids"}, tag_ids)`` from tagged sentences.
+
+    Sentences are grouped by length (bucketing keeps padding small), padded,
+    and turned into ids by ``preprocessor`` inside the graph. Tag ids are -1 at
+    padded steps.
+
+    Args:
+        sentences: list of `tfpretrain.text.TaggedSentence` (or objects with
+            ``tokens`` and ``tags``).
+        preprocessor: a `tfpretrain.text.TaggingPreprocessor`.
+        batch_size: int. Sentences per batch.
+        shuffle: bool. Shuffle sentences each epoch (before bucketing).
+        seed: int or None. Shuffle seed.
+        bucket_boundaries: sequence of ints, the length buckets.
+
+    Example:
+
+    >>> ds = tagging_dataset(read_conllu("dev.conllu"), preprocessor, batch_size=16)
+    >>> features, tag_ids = next(iter(ds))
+    """
+    dataset = tf.data.Dataset.range(len(sentences))
+    if shuffle:
+        dataset = dataset.shuffle(max(1, len(sentences)), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(_sentence_slicer([s.tokens for s in sentences], [s.tags for s in sentences]))
+    dataset = _bucket(dataset, batch_size, bucket_boundaries, num_components=2)
+    dataset = dataset.map(
+        lambda t, g: (preprocessor(t), preprocessor.tag_ids(g)), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def text_dataset(texts, preprocessor, batch_size=32):
+    """Batches of ``(tokens, {"word_ids", "char_ids"})`` for raw strings, in input order."""
+    dataset = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), dtype=tf.string))
+    dataset = dataset.batch(batch_size)
+
+    def prepare(batch):
+        tokens = tokenize(batch).to_tensor(default_value=PADDING_TOKEN)
+        return tokens, preprocessor(tokens)
+
+    return dataset.map(prepare).prefetch(tf.data.AUTOTUNE)
+
+
+def is_conllu_path(path):
+    """True for a CoNLL-U file: a ``.conllu`` name, or a first line that is a comment or token row."""
+    if str(path).endswith(".conllu"):
+        return True
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip("\ufeff\r\n")
+            if line.strip():
+                return line.startswith("# ") or (len(line.split("\t")) == 10 and line.split("\t")[0].isdigit())
+    return False
+
+
+def text_lines(paths):
+    """Streams the non-empty lines of plain-text files (``# text =`` lines of CoNLL-U files).
+
+    Files are read lazily with `tf.data.TextLineDataset`, so corpora larger
+    than memory stream through.
+    """
+    datasets = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"text file not found: {path}")
+        lines = tf.data.TextLineDataset(str(path))
+        if is_conllu_path(path):
+            lines = lines.filter(lambda line: tf.strings.regex_full_match(line, r"# text ?=.*"))
+            lines = lines.map(lambda line: tf.strings.regex_replace(line, r"^# text ?= ?", ""))
+        datasets.append(lines)
+    dataset = datasets[0]
+    for other in datasets[1:]:
+        dataset = dataset.concatenate(other)
+    dataset = dataset.map(lambda line: tf.strings.strip(tf.strings.regex_replace(line, "^\ufeff", "")))
+    return dataset.filter(lambda line: tf.strings.length(line) > 0)
+
+
+def tokenized_lines(paths, max_length=None, batch_size=256, heldout_every=None, heldout=False):
+    """Streams one 1-D string tensor of tokens per non-empty line (at most ``max_length``).
+
+    With ``heldout_every=k``, every k-th line is held out: ``heldout=False``
+    streams the other lines, ``heldout=True`` only those.
+    """
+    lines = text_lines(paths)
+    if heldout_every:
+
+        def keep(index, line):
+            return tf.equal(index % heldout_every == 0, heldout)
+
+        lines = lines.enumerate().filter(keep).map(lambda index, line: line)
+    lines = lines.batch(batch_size)
+    tokens = lines.map(lambda batch: tokenize(batch)).unbatch()
+    if max_length:
+        tokens = tokens.map(lambda t: t[:max_length])
+    return tokens.filter(lambda t: tf.size(t) > 0)
+
+
+def language_model_dataset(
+    paths,
+    word_lookup,
+    batch_size=32,
+    max_length=64,
+    max_chars_per_token=50,
+    shuffle_buffer=10000,
+    seed=None,
+    bucket_boundaries=DEFAULT_BUCKET_BOUNDARIES,
+    heldout_every=None,
+    heldout=False,
+):
+    """Batches of ``(char_ids, {"next_ids", "previous_ids"})`` for a bidirectional LM.
+
+    Each line is one sequence of at most ``max_length`` tokens. At step ``t``
+    the forward target is word ``t + 1`` (``</S>`` after the last word) and the
+    backward target word ``t - 1`` (``<S>`` before the first). Targets are -1
+    at padded steps.
+
+    Args:
+        paths: text or CoNLL-U files (streamed).
+        word_lookup: a `keras.layers.StringLookup` over the LM vocabulary, with
+            ``<S>`` and ``</S>`` as its first two words.
+        heldout_every, heldout: hold out every k-th line (see `tokenized_lines`).
+    """
+    begin_id = int(word_lookup(tf.constant(BEGIN_OF_SENTENCE)))
+    end_id = int(word_lookup(tf.constant(END_OF_SENTENCE)))
+    dataset = tokenized_lines(paths, max_length, heldout_every=heldout_every, heldout=heldout)
+    if shuffle_buffer:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    dataset = _bucket(dataset, batch_size, bucket_boundaries, num_components=1)
+
+    def prepare(tokens):  # (batch, time) strings, '' padded
+        word_ids = tf.cast(word_lookup(tokens), tf.int32)  # (batch, time), 0 = padding
+        valid = tf.not_equal(tokens, PADDING_TOKEN)
+        lengths = tf.reduce_sum(tf.cast(valid, tf.int32), axis=1)
+        positions = tf.range(tf.shape(tokens)[1])[None, :]
+        shifted_left = tf.pad(word_ids[:, 1:], [[0, 0], [0, 1]])
+        shifted_right = tf.pad(word_ids[:, :-1], [[0, 0], [1, 0]])
+        next_ids = tf.where(positions == lengths[:, None] - 1, end_id, shifted_left)
+        previous_ids = tf.where(positions == 0, begin_id, shifted_right)
+        targets = {
+            "next_ids": tf.where(valid, next_ids, -1),
+            "previous_ids": tf.where(valid, previous_ids, -1),
+        }
+        return char_ids(tokens, max_chars_per_token), targets
+
+    return dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
