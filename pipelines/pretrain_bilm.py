@@ -2,16 +2,17 @@
 
 import json
 import os
-import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfpretrain.models.bilm import BILM_PRESETS, BiLMLanguageModel
-from tfpretrain.text import build_vocabulary, language_model_dataset, save_vocabulary, tokenized_lines
+from tfpretrain.text import build_vocabulary, language_model_dataset, save_vocabulary, tokenize
+from tfpretrain.text.readers import read_text
 from tfpretrain.text.datasets import LANGUAGE_MODEL_RESERVED
 from tfpretrain.text.vocabulary import OOV_TOKEN, PADDING_TOKEN, load_vocabulary
-from tfpretrain.training import training_callbacks
+from tfpretrain.training import fit_resumable
 
 HELDOUT_EVERY = 20  # every 20th line measures held-out perplexity
 MAX_CHARS_PER_TOKEN = 50
@@ -20,6 +21,24 @@ MAX_CHARS_PER_TOKEN = 50
 def word_lookup(vocabulary):
     """The StringLookup of LM word ids: 0 padding, 1 OOV, then ``vocabulary``."""
     return keras.layers.StringLookup(vocabulary=vocabulary, mask_token=PADDING_TOKEN, oov_token=OOV_TOKEN)
+
+
+def count_tokens(text_paths, max_length=None, batch_size=1024):
+    """Yields the token list of each text line, reading files in Python so bad input names its line."""
+    def batches():
+        batch = []
+        for path in text_paths:
+            for text in read_text(path):  # raises DataFormatError naming path:line
+                batch.append(text)
+                if len(batch) == batch_size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    for batch in batches():
+        for tokens in tokenize(tf.constant(batch)).to_list():
+            yield [t.decode("utf-8") for t in tokens[:max_length]]
 
 
 def run(text_paths, out_dir, epochs=3, preset="small", batch_size=32, max_length=64, min_count=2,
@@ -38,8 +57,7 @@ def run(text_paths, out_dir, epochs=3, preset="small", batch_size=32, max_length
         log(f"Resuming: reusing {vocabulary_path} ({len(vocabulary)} words)")
     else:
         log(f"Counting words in {len(text_paths)} file(s) ...")
-        token_lists = ([w.decode("utf-8") for w in t.numpy()] for t in tokenized_lines(text_paths, max_length))
-        vocabulary = build_vocabulary(token_lists, min_count=min_count, max_size=max_vocabulary,
+        vocabulary = build_vocabulary(count_tokens(text_paths, max_length), min_count=min_count, max_size=max_vocabulary,
                                       reserved=LANGUAGE_MODEL_RESERVED)
         if len(vocabulary) <= len(LANGUAGE_MODEL_RESERVED):
             raise ValueError(f"no words found in {', '.join(map(str, text_paths))}: the files hold no text lines")
@@ -55,12 +73,7 @@ def run(text_paths, out_dir, epochs=3, preset="small", batch_size=32, max_length
     model = BiLMLanguageModel(vocabulary_size=len(vocabulary) + 2, **BILM_PRESETS[preset])
     model(np.zeros((1, 1, MAX_CHARS_PER_TOKEN), "int32"))  # build, so a checkpoint can be restored into it
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=5.0))
-    if os.path.isdir(os.path.join(out_dir, "checkpoint")):
-        log(f"Resuming from the checkpoint in {os.path.join(out_dir, 'checkpoint')}")
-    started = time.perf_counter()
-    history = model.fit(train, validation_data=heldout, epochs=epochs, verbose=verbose,
-                        callbacks=training_callbacks(out_dir))
-    seconds = time.perf_counter() - started
+    history, seconds = fit_resumable(model, train, heldout, epochs, out_dir, verbose, log)
     num_tokens = sum(int((y["next_ids"] >= 0).numpy().sum()) for _, y in train.take(10**9))
     model.save(os.path.join(out_dir, "language_model.keras"))
     results = {

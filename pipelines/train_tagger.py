@@ -1,7 +1,6 @@
 """Train a CRF sequence tagger, optionally on top of a pretrained BiLM (``tfpretrain train-tagger``)."""
 
 import os
-import time
 
 import keras
 
@@ -11,7 +10,7 @@ from tfpretrain.pipelines.evaluate import evaluate_sentences
 from tfpretrain.pipelines.pretrain_bilm import load_language_model
 from tfpretrain.text import TaggingPreprocessor, build_vocabulary, tagging_dataset
 from tfpretrain.text.readers import detect_scheme, read_tagged
-from tfpretrain.training import training_callbacks
+from tfpretrain.training import fit_resumable
 from tfpretrain.training.metrics import EntityF1, TokenAccuracy
 
 SCHEME_CONSTRAINTS = {"IOB2": "BIO", "IOBES": "IOBES"}
@@ -61,13 +60,7 @@ def run(train_path, dev_path, out_dir, format="iob2", column=None, bilm_dir=None
 
     train_data = tagging_dataset(train, preprocessor, batch_size, shuffle=True, seed=seed)
     dev_data = tagging_dataset(dev, preprocessor, batch_size)
-    os.makedirs(out_dir, exist_ok=True)
-    if os.path.isdir(os.path.join(out_dir, "checkpoint")):
-        log(f"Resuming from the checkpoint in {os.path.join(out_dir, 'checkpoint')}")
-    started = time.perf_counter()
-    history = model.fit(train_data, validation_data=dev_data, epochs=epochs, verbose=verbose,
-                        callbacks=training_callbacks(out_dir))
-    seconds = time.perf_counter() - started
+    history, seconds = fit_resumable(model, train_data, dev_data, epochs, out_dir, verbose, log)
     epochs_run = len(history.history.get("loss", []))
     train_tokens = sum(len(s.tokens) for s in train)
 

@@ -5,8 +5,8 @@ import numpy as np
 
 from tfpretrain.models import BiLMLanguageModel
 from tfpretrain.models.bilm import BILM_PRESETS
-from tfpretrain.pipelines.pretrain_bilm import word_lookup
-from tfpretrain.text import build_vocabulary, language_model_dataset, tokenized_lines
+from tfpretrain.pipelines.pretrain_bilm import count_tokens, word_lookup
+from tfpretrain.text import build_vocabulary, language_model_dataset
 from tfpretrain.text.datasets import LANGUAGE_MODEL_RESERVED
 
 
@@ -16,8 +16,7 @@ def test_language_model_learns_and_reloads(shared_data, tmp_path):
         texts = [line[len("# text = "):] for line in f if line.startswith("# text = ")][:600]
     corpus.write_text("".join(texts), encoding="utf-8")
     vocabulary = build_vocabulary(
-        ([w.decode() for w in t.numpy()] for t in tokenized_lines([str(corpus)])),
-        min_count=2, reserved=LANGUAGE_MODEL_RESERVED,
+        count_tokens([str(corpus)]), min_count=2, reserved=LANGUAGE_MODEL_RESERVED,
     )
     lookup = word_lookup(vocabulary)
     train = language_model_dataset([str(corpus)], lookup, batch_size=32, heldout_every=10, seed=0)

@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfpretrain.text.char_ids import char_ids
+from tfpretrain.text.readers import read_text
 from tfpretrain.text.tokenizer import tokenize
 from tfpretrain.text.vocabulary import PADDING_TOKEN
 
@@ -92,38 +93,22 @@ def text_dataset(texts, preprocessor, batch_size=32):
     return dataset.map(prepare).prefetch(tf.data.AUTOTUNE)
 
 
-def is_conllu_path(path):
-    """True for a CoNLL-U file: a ``.conllu`` name, or a first line that is a comment or token row."""
-    if str(path).endswith(".conllu"):
-        return True
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip("\ufeff\r\n")
-            if line.strip():
-                return line.startswith("# ") or (len(line.split("\t")) == 10 and line.split("\t")[0].isdigit())
-    return False
-
-
 def text_lines(paths):
-    """Streams the non-empty lines of plain-text files (``# text =`` lines of CoNLL-U files).
+    """Streams the texts of plain-text or CoNLL-U files, as `tfpretrain.text.readers.read_text` reads them.
 
-    Files are read lazily with `tf.data.TextLineDataset`, so corpora larger
-    than memory stream through.
+    One string per non-blank line (the ``# text =`` values of CoNLL-U files),
+    read lazily, so corpora larger than memory stream through.
     """
-    datasets = []
+    paths = [os.fspath(p) for p in paths]
     for path in paths:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"text file not found: {path}")
-        lines = tf.data.TextLineDataset(str(path))
-        if is_conllu_path(path):
-            lines = lines.filter(lambda line: tf.strings.regex_full_match(line, r"# text ?=.*"))
-            lines = lines.map(lambda line: tf.strings.regex_replace(line, r"^# text ?= ?", ""))
-        datasets.append(lines)
-    dataset = datasets[0]
-    for other in datasets[1:]:
-        dataset = dataset.concatenate(other)
-    dataset = dataset.map(lambda line: tf.strings.strip(tf.strings.regex_replace(line, "^\ufeff", "")))
-    return dataset.filter(lambda line: tf.strings.length(line) > 0)
+
+    def generate():
+        for path in paths:
+            yield from read_text(path)
+
+    return tf.data.Dataset.from_generator(generate, output_signature=tf.TensorSpec([], tf.string))
 
 
 def tokenized_lines(paths, max_length=None, batch_size=256, heldout_every=None, heldout=False):

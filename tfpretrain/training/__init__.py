@@ -1,5 +1,5 @@
 """Metrics and callbacks."""
 
 from tfpretrain.training.perplexity import Perplexity
-from tfpretrain.training.callbacks import TrainingCurves, plot_history_csv, training_callbacks
+from tfpretrain.training.callbacks import TrainingCurves, fit_resumable, plot_history_csv, training_callbacks
 from tfpretrain.training.metrics import EntityF1, TokenAccuracy, entity_report

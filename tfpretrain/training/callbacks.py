@@ -2,6 +2,7 @@
 
 import csv
 import os
+import time
 
 import keras
 
@@ -82,3 +83,18 @@ def training_callbacks(out_dir, verbose=True):
         keras.callbacks.CSVLogger(csv_path, append=True),
         TrainingCurves(csv_path, os.path.join(out_dir, "training_curves.png")),
     ]
+
+
+def fit_resumable(model, train, validation, epochs, out_dir, verbose=1, log=print):
+    """``model.fit`` with `training_callbacks`; resumes when ``out_dir`` holds a checkpoint.
+
+    Returns ``(history, seconds)``, the wall-clock time of ``fit`` (validation included).
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    checkpoint = os.path.join(out_dir, "checkpoint")
+    if os.path.isdir(checkpoint):
+        log(f"Resuming from the checkpoint in {checkpoint}")
+    started = time.perf_counter()
+    history = model.fit(train, validation_data=validation, epochs=epochs, verbose=verbose,
+                        callbacks=training_callbacks(out_dir))
+    return history, time.perf_counter() - started

@@ -1,0 +1,12 @@
+"""Runs every benchmark in turn (``make bench``); each prints its own table and ratios."""
+
+import pathlib
+import subprocess
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+BENCHMARKS = ["crf_benchmark.py", "tagger_benchmark.py"]
+
+if __name__ == "__main__":
+    failed = [name for name in BENCHMARKS if subprocess.call([sys.executable, str(HERE / name)]) != 0]
+    sys.exit(1 if failed else 0)
