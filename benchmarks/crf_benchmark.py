@@ -122,7 +122,7 @@ def worker(side, inputs_path, seconds):
 
         versions = {"tensorflow": tf.__version__, "tensorflow_addons": tfa.__version__}
 
-    report = {"side": side, "versions": versions, "results": {}, "check": {}}
+    report = {"side": side, "versions": versions, "results": {}, "check": {}, "errors": {}}
     for setting in LENGTH_SETTINGS:
         lengths = tf.constant(data[f"lengths_{setting}"])
         for jit in (False, True):
@@ -135,7 +135,8 @@ def worker(side, inputs_path, seconds):
                 try:
                     outputs = fn(*args)
                 except Exception as error:  # tfa's likelihood does not compile with XLA
-                    report["results"][key] = f"n/a ({type(error).__name__})"
+                    report["results"][key] = "n/a"
+                    report["errors"][key] = f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
                     continue
                 if not jit:  # the numbers both sides must agree on
                     if mode == "loss+grad":
@@ -200,6 +201,15 @@ def compare(ours, tfa):
     return lines
 
 
+def _rate(rate):
+    return f"{rate:,.0f}" if isinstance(rate, float) else rate
+
+
+def _ratio(ours_rate, tfa_rate):
+    both = isinstance(ours_rate, float) and isinstance(tfa_rate, float)
+    return f"{ours_rate / tfa_rate:.2f}x" if both else "n/a"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per measurement (default 3)")
@@ -241,22 +251,19 @@ def main():
     print(f"{header[0]:<10} {header[1]:<8} {header[2]:<7} {header[3]:>12} {header[4]:>12} {header[5]:>9}")
     for key, ours_rate in ours["results"].items():
         tfa_rate = tfa["results"][key]
-        ratio = f"{ours_rate / tfa_rate:.2f}x" if isinstance(tfa_rate, float) else "-"
-        tfa_text = f"{tfa_rate:12,.0f}" if isinstance(tfa_rate, float) else f"{tfa_rate:>12}"
         mode, setting, compiled = key.split("|")
-        print(f"{mode:<10} {setting:<8} {compiled:<7} {ours_rate:12,.0f} {tfa_text} {ratio:>9}")
+        print(f"{mode:<10} {setting:<8} {compiled:<7} {_rate(ours_rate):>12} {_rate(tfa_rate):>12} "
+              f"{_ratio(ours_rate, tfa_rate):>9}")
     print()
     for mode in ("loss+grad", "decode"):
         for setting in LENGTH_SETTINGS:
             ours_graph, ours_xla = (ours["results"][f"{mode}|{setting}|{c}"] for c in ("graph", "xla"))
             tfa_graph, tfa_xla = (tfa["results"][f"{mode}|{setting}|{c}"] for c in ("graph", "xla"))
-            line = (f"ratio {mode:<9} {setting:<6}: ours (xla) / tfa (graph) = {ours_xla / tfa_graph:.2f}x; "
-                    f"ours (graph) / tfa (graph) = {ours_graph / tfa_graph:.2f}x")
-            if isinstance(tfa_xla, float):
-                line += f"; ours (xla) / tfa (xla) = {ours_xla / tfa_xla:.2f}x"
-            print(line)
-    if not all(isinstance(tfa["results"][f"loss+grad|{s}|xla"], float) for s in LENGTH_SETTINGS):
-        print("tfa loss+grad with XLA: n/a, tfa.text.crf_log_likelihood fails under jit_compile=True")
+            print(f"ratio {mode:<9} {setting:<6}: ours (xla) / tfa (graph) = {_ratio(ours_xla, tfa_graph)}; "
+                  f"ours (graph) / tfa (graph) = {_ratio(ours_graph, tfa_graph)}; "
+                  f"ours (xla) / tfa (xla) = {_ratio(ours_xla, tfa_xla)}")
+    for key, error in {**ours["errors"], **tfa["errors"]}.items():
+        print(f"n/a: {'ours' if key in ours['errors'] else 'tfa'} {key} failed: {error}")
     print(f"total time {time.perf_counter() - started:.0f} s")
 
 
