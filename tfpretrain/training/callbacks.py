@@ -3,6 +3,7 @@
 import csv
 import os
 import time
+import warnings
 
 import keras
 
@@ -95,6 +96,10 @@ def fit_resumable(model, train, validation, epochs, out_dir, verbose=1, log=prin
     if os.path.isdir(checkpoint):
         log(f"Resuming from the checkpoint in {checkpoint}")
     started = time.perf_counter()
-    history = model.fit(train, validation_data=validation, epochs=epochs, verbose=verbose,
-                        callbacks=training_callbacks(out_dir))
+    with warnings.catch_warnings():
+        # A streamed corpus has no known length: Keras learns it in the first epoch and warns.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        history = model.fit(train, validation_data=validation, epochs=epochs, verbose=verbose,
+                            shuffle=False,  # the tf.data pipelines shuffle themselves
+                            callbacks=training_callbacks(out_dir))
     return history, time.perf_counter() - started
