@@ -29,7 +29,7 @@ def score(gold, predicted):
     For tag sets without chunk prefixes (e.g. UPOS) every token is its own
     unit, so micro precision, recall and F1 all equal token accuracy.
     """
-    if detect_scheme({t for seq in gold for t in seq}) in ("IOB2", "IOBES", "IOB1"):
+    if detect_scheme({t for seq in gold for t in seq}) in ("IOB2", "IOBES", "IO"):
         report = entity_report(gold, predicted)
         return {k: float(report[k]) for k in ("precision", "recall", "f1", "accuracy")}
     pairs = [(g, p) for gs, ps in zip(gold, predicted) for g, p in zip(gs, ps)]

@@ -1,5 +1,6 @@
 """Train a CRF sequence tagger, optionally on top of a pretrained BiLM (``tfpretrain train-tagger``)."""
 
+import dataclasses
 import os
 
 import keras
@@ -9,7 +10,7 @@ from tfpretrain.models.tagger.saving import save_tagger
 from tfpretrain.pipelines.evaluate import evaluate_sentences
 from tfpretrain.pipelines.pretrain_bilm import load_language_model
 from tfpretrain.text import TaggingPreprocessor, build_vocabulary, tagging_dataset
-from tfpretrain.text.readers import detect_scheme, read_tagged
+from tfpretrain.text.readers import detect_scheme, read_tagged, to_iob2
 from tfpretrain.training import fit_resumable
 from tfpretrain.training.metrics import EntityF1, TokenAccuracy
 
@@ -20,6 +21,11 @@ def tag_set(*sentence_lists):
     """All tags of the given sentences, 'O' first, then alphabetical."""
     tags = {t for sentences in sentence_lists for s in sentences for t in s.tags}
     return sorted(tags, key=lambda t: (t != "O", t))
+
+
+def normalize_to_iob2(sentences):
+    """Rewrites IOB1 / IO chunk tags as IOB2 (an ``I-X`` that starts a chunk becomes ``B-X``)."""
+    return [dataclasses.replace(s, tags=tuple(to_iob2(s.tags))) for s in sentences]
 
 
 def run(train_path, dev_path, out_dir, format="iob2", column=None, bilm_dir=None, epochs=10,
@@ -39,8 +45,11 @@ def run(train_path, dev_path, out_dir, format="iob2", column=None, bilm_dir=None
     for path, sentences in ((train_path, train), (dev_path, dev)):
         if not sentences:
             raise ValueError(f"{path}: no sentences found; is --format {format} (and --column) right?")
+    scheme = detect_scheme(set(tag_set(train, dev)))
+    if scheme in ("IOB2", "IO"):  # IOB1 (CoNLL-2003) and IO files become IOB2, which the BIO constraint needs
+        train, dev = normalize_to_iob2(train), normalize_to_iob2(dev)
+        scheme = "IOB2"
     tags = tag_set(train, dev)
-    scheme = detect_scheme(set(tags))
     if constraint == "auto":
         constraint = SCHEME_CONSTRAINTS.get(scheme)
     words = build_vocabulary(([t.lower() for t in s.tokens] for s in train), min_count=min_count)

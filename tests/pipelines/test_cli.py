@@ -165,3 +165,21 @@ def test_killed_training_resumes_from_its_checkpoint(work):
     assert sorted(set(epochs)) == list(range(6))  # every epoch once more or less, none restarted from 0
     assert epochs.count(0) == 1
     assert (out / "model.keras").exists()
+
+
+def test_conll2003_iob1_file_trains_as_iob2(work):
+    """CoNLL-2003 files use IOB1 (I-X may start a chunk): the CRF must still see valid BIO paths."""
+    rows = [("EU NNP B-NP I-ORG", "rejects VBZ B-VP O", "German JJ B-NP I-MISC", "call NN I-NP O",
+             ". . O O"), ("Peter NNP B-NP I-PER", "Blackburn NNP I-NP I-PER", "in IN B-PP O",
+                          "Brussels NNP B-NP I-LOC", "Berlin NNP I-NP B-LOC")]
+    data = work["root"] / "iob1.conll"
+    text = "-DOCSTART- -X- -X- O\n\n" + "\n\n".join("\n".join(r) for r in rows * 20) + "\n"
+    data.write_text(text, encoding="utf-8")
+    out = work["root"] / "iob1"
+    result = cli("train-tagger", "--train", data, "--dev", data, "--format", "conll", "--epochs", 8,
+                 "--batch-size", 4, "--learning-rate", 0.01, "--preset", "tiny", "--out", out)
+    assert "constraint: BIO" in result.stdout
+    tags = json.loads((out / "preprocessor.json").read_text())["config"]["tags"]
+    assert "B-ORG" in tags and "B-PER" in tags and "B-LOC" in tags
+    scores = json.loads(cli("evaluate", "--model", out, "--data", data).stdout.strip().splitlines()[-1])
+    assert scores["f1"] > 0.9  # gold stays IOB1; seqeval's chunks are the same for IOB1 and IOB2
