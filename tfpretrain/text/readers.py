@@ -361,15 +361,19 @@ def _chain(first, rest):
     yield from rest
 
 
+def _missing_text(path, line):
+    return DataFormatError(
+        path, line, "a CoNLL-U sentence without a '# text =' comment",
+        "a '# text = ...' line before each sentence's tokens",
+    )
+
+
 def _conllu_texts(path, lines: Iterable[tuple[int, str]]):
     text, first_token_line = None, None
     for number, line in lines:
         if not line.strip():
             if first_token_line is not None and text is None:
-                raise DataFormatError(
-                    path, first_token_line, "a CoNLL-U sentence without a '# text =' comment",
-                    "a '# text = ...' line before each sentence's tokens",
-                )
+                raise _missing_text(path, first_token_line)
             if text:
                 yield text
             text, first_token_line = None, None
@@ -382,10 +386,7 @@ def _conllu_texts(path, lines: Iterable[tuple[int, str]]):
             if first_token_line is None:
                 first_token_line = number
     if first_token_line is not None and text is None:
-        raise DataFormatError(
-            path, first_token_line, "a CoNLL-U sentence without a '# text =' comment",
-            "a '# text = ...' line before each sentence's tokens",
-        )
+        raise _missing_text(path, first_token_line)
     if text:
         yield text
 
