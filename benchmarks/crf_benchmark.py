@@ -108,6 +108,7 @@ def worker(side, inputs_path, seconds):
 
         versions = {"tensorflow": tf.__version__, "keras": keras.__version__}
     else:
+        # The peer, only ever imported here, inside benchmarks/.venv-tfa (TF 2.15); never by the package.
         import tensorflow_addons as tfa
 
         def loss_and_grad(potentials, tag_ids, lengths):
