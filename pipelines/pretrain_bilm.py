@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfpretrain.models.bilm import BILM_PRESETS, BiLMLanguageModel
-from tfpretrain.text import build_vocabulary, language_model_dataset, save_vocabulary, tokenize
+from tfpretrain.text import build_vocabulary, language_model_dataset, save_vocabulary, tokenize, tokenized_lines
 from tfpretrain.text.readers import read_text
 from tfpretrain.text.datasets import LANGUAGE_MODEL_RESERVED
 from tfpretrain.text.vocabulary import OOV_TOKEN, PADDING_TOKEN, load_vocabulary
@@ -57,8 +57,8 @@ def run(text_paths, out_dir, epochs=3, preset="small", batch_size=32, max_length
         log(f"Resuming: reusing {vocabulary_path} ({len(vocabulary)} words)")
     else:
         log(f"Counting words in {len(text_paths)} file(s) ...")
-        vocabulary = build_vocabulary(count_tokens(text_paths, max_length), min_count=min_count, max_size=max_vocabulary,
-                                      reserved=LANGUAGE_MODEL_RESERVED)
+        vocabulary = build_vocabulary(count_tokens(text_paths, max_length), min_count=min_count,
+                                      max_size=max_vocabulary, reserved=LANGUAGE_MODEL_RESERVED)
         if len(vocabulary) <= len(LANGUAGE_MODEL_RESERVED):
             raise ValueError(f"no words found in {', '.join(map(str, text_paths))}: the files hold no text lines")
         save_vocabulary(vocabulary, vocabulary_path)
@@ -74,7 +74,10 @@ def run(text_paths, out_dir, epochs=3, preset="small", batch_size=32, max_length
     model(np.zeros((1, 1, MAX_CHARS_PER_TOKEN), "int32"))  # build, so a checkpoint can be restored into it
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=5.0))
     history, seconds = fit_resumable(model, train, heldout, epochs, out_dir, verbose, log)
-    num_tokens = sum(int((y["next_ids"] >= 0).numpy().sum()) for _, y in train.take(10**9))
+    # Training tokens per epoch, counted in the graph on the tokenised lines (no second pass
+    # through char ids, shuffling and bucketing).
+    training_lines = tokenized_lines(text_paths, max_length, heldout_every=HELDOUT_EVERY)
+    num_tokens = int(training_lines.reduce(np.int64(0), lambda n, tokens: n + tf.size(tokens, tf.int64)))
     model.save(os.path.join(out_dir, "language_model.keras"))
     results = {
         "preset": preset,
