@@ -10,32 +10,10 @@ with/without ratios, and writes benchmarks/results/tagger.json.
 
 import argparse
 import json
-import os
-import pathlib
-import platform
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REPO = pathlib.Path(__file__).resolve().parents[1]
-DATA = pathlib.Path(os.environ.get("TFPRETRAIN_SHARED_DATA", REPO.parent / "shared" / "data"))
-RESULTS = REPO / "benchmarks" / "results"
-
-
-def machine():
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    import tensorflow as tf
-
-    return f"{cpu}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, Python {platform.python_version()}"
-
-
-def split_uner(work):
-    with open(DATA / "uner_english_ewt" / "dev.iob2", encoding="utf-8") as f:
-        blocks = [b for b in f.read().split("\n\n") if b.strip()]
-    (work / "uner_train.iob2").write_text("\n\n".join(blocks[:1500]) + "\n\n", encoding="utf-8")
-    (work / "uner_dev.iob2").write_text("\n\n".join(blocks[1500:]) + "\n\n", encoding="utf-8")
-    return work / "uner_train.iob2", work / "uner_dev.iob2"
+from common import DATA, RESULTS, machine, split_uner
 
 
 def main():

@@ -25,6 +25,14 @@ def _column(value):
     return int(value) if str(value).lstrip("-").isdigit() else value
 
 
+def _add_strategy(parser):
+    parser.add_argument("--strategy", choices=("default", "mirrored"), default="default",
+                        help="tf.distribute strategy: mirrored trains data-parallel on every GPU "
+                             "(or on --logical-cpus CPU devices)")
+    parser.add_argument("--logical-cpus", type=int, default=None, metavar="N",
+                        help="split the CPU into N logical devices (to try --strategy mirrored without a GPU)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="tfpretrain", description="Transfer-learning recipes for NLP on TensorFlow / Keras 3.")
@@ -57,7 +65,62 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR")
 
-    p = commands.add_parser("evaluate", help="score a tagger; the last line is a JSON object")
+    p = commands.add_parser("pretrain-bert", help="pretrain a BERT encoder with masked-LM on raw text")
+    p.add_argument("--text", nargs="+", required=True, metavar="FILE",
+                   help="plain text (one sentence or paragraph per line) or CoNLL-U files; streamed")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--preset", default="tiny", help="tiny, mini, small, medium, base or large")
+    p.add_argument("--init", metavar="DIR", help="continue pretraining this BERT directory (keeps its vocabulary)")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="steps between held-out evaluations and checkpoints (default min(steps, 500))")
+    p.add_argument("--vocabulary-size", type=int, default=8000)
+    p.add_argument("--cased", action="store_true", help="keep case and accents (default: lower-case, as uncased BERT)")
+    p.add_argument("--sequence-length", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--learning-rate", type=float, default=5e-4)
+    p.add_argument("--whole-word", action="store_true", help="mask all pieces of a word together")
+    p.add_argument("--xla", choices=("auto", "on", "off"), default="auto",
+                   help="compile the train step with XLA (auto: on with a GPU; on 2 CPU cores XLA measured slower)")
+    _add_strategy(p)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = commands.add_parser("import-hf", help="import a Hugging Face BERT directory (config.json, "
+                                              "model.safetensors, vocab.txt)")
+    p.add_argument("--from", dest="from_dir", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR")
+
+    p = commands.add_parser("finetune", help="fine-tune a BERT directory for classify, pair, qa or tag")
+    p.add_argument("--task", required=True, choices=("classify", "pair", "qa", "tag"),
+                   help="classify: TSV label<TAB>text; pair: TSV sentence1<TAB>sentence2<TAB>label; "
+                        "qa: SQuAD v1.1 JSON; tag: --format files")
+    p.add_argument("--init", required=True, metavar="DIR", help="a BERT directory (import-hf or pretrain-bert)")
+    p.add_argument("--train", required=True, metavar="FILE")
+    p.add_argument("--dev", required=True, metavar="FILE")
+    p.add_argument("--out", required=True, metavar="DIR")
+    _add_data_format(p, required=False)
+    p.add_argument("--crf", action="store_true", help="tag: a CRF layer on top (BERT-CRF)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--sequence-length", type=int, default=None)
+    p.add_argument("--doc-stride", type=int, default=None, help="qa: overlap step of context windows")
+    p.add_argument("--max-answer-length", type=int, default=None, help="qa: longest answer in word pieces")
+    p.add_argument("--max-train-examples", type=int, default=None, help="use only the first N training examples")
+    _add_strategy(p)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = commands.add_parser("embed", help="contextual word and sentence vectors from a BERT directory")
+    p.add_argument("--model", required=True, metavar="DIR")
+    p.add_argument("text", nargs="*", metavar="TEXT")
+    p.add_argument("--combination", default="last",
+                   choices=("last", "second_to_last", "sum_last_four", "concat_last_four"),
+                   help="which layers make a word vector")
+    p.add_argument("--sentence-pooling", choices=("mean", "cls"), default="mean")
+    p.add_argument("--sequence-length", type=int, default=128)
+    p.add_argument("--out", metavar="FILE.npz", help="write the vectors here instead of JSON lines")
+
+    p = commands.add_parser("evaluate", help="score a tagger or a fine-tuned model; the last line is JSON")
     p.add_argument("--model", required=True, metavar="DIR")
     p.add_argument("--data", required=True, metavar="FILE")
     _add_data_format(p, required=False)
@@ -96,10 +159,53 @@ def _run(args):
             constraint=None if args.constraint == "none" else args.constraint, batch_size=args.batch_size,
             learning_rate=args.learning_rate, seed=args.seed, verbose=_verbosity())
         print(json.dumps(scores))
-    elif args.command == "evaluate":
-        from tfpretrain.pipelines import evaluate
+    elif args.command == "pretrain-bert":
+        from tfpretrain.pipelines import pretrain_bert
 
-        scores = evaluate.run(args.model, args.data, args.format, _column(args.column))
+        result = pretrain_bert.run(
+            args.text, args.out, preset=args.preset, init_dir=args.init, steps=args.steps,
+            steps_per_epoch=args.steps_per_epoch, vocabulary_size=args.vocabulary_size, lowercase=not args.cased,
+            sequence_length=args.sequence_length, batch_size=args.batch_size, learning_rate=args.learning_rate,
+            whole_word=args.whole_word, jit_compile={"auto": "auto", "on": True, "off": False}[args.xla], strategy=args.strategy,
+            logical_cpus=args.logical_cpus, seed=args.seed, verbose=_verbosity())
+        print(json.dumps(result))
+    elif args.command == "import-hf":
+        from tfpretrain.pipelines import import_hf
+
+        print(json.dumps(import_hf.run(args.from_dir, args.out)))
+    elif args.command == "finetune":
+        from tfpretrain.pipelines import finetune
+
+        options = {name: getattr(args, name) for name in (
+            "epochs", "batch_size", "learning_rate", "sequence_length", "doc_stride", "max_answer_length",
+            "max_train_examples") if getattr(args, name) is not None}
+        if args.task == "tag":
+            options.update(format=args.format or "conll", column=_column(args.column), crf=args.crf)
+        elif args.crf or args.format:
+            raise ValueError(f"--crf and --format are for --task tag, not {args.task}")
+        scores = finetune.run(args.task, args.init, args.train, args.dev, args.out, strategy=args.strategy,
+                              logical_cpus=args.logical_cpus, seed=args.seed, verbose=_verbosity(), **options)
+        print(json.dumps(scores))
+    elif args.command == "embed":
+        from tfpretrain.pipelines import embed
+
+        texts = args.text or [line.rstrip("\n") for line in sys.stdin]
+        results = embed.embed_texts(args.model, texts, combination=args.combination,
+                                    sentence_pooling=args.sentence_pooling, sequence_length=args.sequence_length)
+        if args.out:
+            embed.save_npz(args.out, results)
+            print(json.dumps({"out": args.out, "texts": len(results)}))
+        for result in results if not args.out else []:
+            print(json.dumps(embed.to_json(result), ensure_ascii=False))
+    elif args.command == "evaluate":
+        if os.path.exists(os.path.join(args.model, "task.json")):
+            from tfpretrain.pipelines import finetune
+
+            scores = finetune.evaluate(args.model, args.data, format=args.format, column=_column(args.column))
+        else:
+            from tfpretrain.pipelines import evaluate
+
+            scores = evaluate.run(args.model, args.data, args.format, _column(args.column))
         print(json.dumps(scores))
     elif args.command == "tag":
         from tfpretrain.pipelines import tag

@@ -11,3 +11,7 @@ from tfpretrain.text.datasets import (
 from tfpretrain.text.tagging_preprocessor import TaggingPreprocessor
 from tfpretrain.text.tokenizer import normalize_text, tokenize
 from tfpretrain.text.vocabulary import build_vocabulary, load_vocabulary, save_vocabulary
+from tfpretrain.text.bert_datasets import masked_lm_dataset
+from tfpretrain.text.masking import MaskedLMMasker
+from tfpretrain.text.packing import pack_segments, pack_words
+from tfpretrain.text.wordpiece import RESERVED_TOKENS, WordPieceTokenizer, learn_wordpiece_vocabulary

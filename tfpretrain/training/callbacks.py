@@ -40,7 +40,7 @@ def read_history_csv(path):
     history = {}
     for epoch in sorted(by_epoch):
         for key, value in by_epoch[epoch].items():
-            if key == "epoch" or value in ("", None):
+            if key == "epoch" or value in ("", "NA", None):  # CSVLogger writes NA for metrics it lacks
                 continue
             history.setdefault(key, []).append((epoch + 1, float(value)))
     return history
@@ -86,8 +86,10 @@ def training_callbacks(out_dir, verbose=True):
     ]
 
 
-def fit_resumable(model, train, validation, epochs, out_dir, verbose=1, log=print):
+def fit_resumable(model, train, validation, epochs, out_dir, verbose=1, log=print, steps_per_epoch=None):
     """``model.fit`` with `training_callbacks`; resumes when ``out_dir`` holds a checkpoint.
+
+    ``steps_per_epoch`` is needed when ``train`` repeats forever (a streamed corpus).
 
     Returns ``(history, seconds)``, the wall-clock time of ``fit`` (validation included).
     """
@@ -100,6 +102,7 @@ def fit_resumable(model, train, validation, epochs, out_dir, verbose=1, log=prin
         # A streamed corpus has no known length: Keras learns it in the first epoch and warns.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         history = model.fit(train, validation_data=validation, epochs=epochs, verbose=verbose,
+                            steps_per_epoch=steps_per_epoch,
                             shuffle=False,  # the tf.data pipelines shuffle themselves
                             callbacks=training_callbacks(out_dir))
     return history, time.perf_counter() - started

@@ -1,0 +1,221 @@
+"""Fine-tune BERT for extractive question answering on SQuAD v1.1 (``tfpretrain finetune --task qa``).
+
+The model directory is that of the other fine-tuning tasks (`bert_tasks.save_task_model`):
+a BERT directory of the fine-tuned encoder, ``head.weights.npz`` (the span
+layer) and ``task.json`` (``"task": "qa"``, the window options, tokenizer and
+encoder configs, dev scores), so ``tfpretrain evaluate --model DIR`` knows the task.
+
+A question whose context is empty (or only whitespace) gets a well-formed empty
+answer (``""``, characters 0 to 0, score None) from `predict`; a context longer
+than the sequence length is read through overlapping windows.
+
+Example:
+
+>>> scores = run("runs/bert", "squad/train.json", "squad/dev.json", "runs/qa", epochs=2)
+>>> predict("runs/qa", [("Who won?", "The Broncos won the game.")])[0]["answer"]
+'The Broncos'
+"""
+
+import math
+import os
+
+import keras
+import numpy as np
+
+from tfpretrain.models.bert.question_answering import build_question_answerer, span_losses
+from tfpretrain.pipelines.bert_tasks import HEAD_WEIGHTS_FILE, TASK_FILE, read_task_options, save_task_model
+from tfpretrain.text.squad import (
+    SquadQuestion,
+    build_squad_features,
+    decode_answers,
+    read_squad,
+    squad_dataset,
+)
+from tfpretrain.training.callbacks import fit_resumable, read_history_csv
+from tfpretrain.training.distribute import get_strategy
+from tfpretrain.training.schedules import bert_optimizer
+from tfpretrain.training.squad_metrics import squad_scores
+
+#: The options a model directory records and prediction reuses.
+WINDOW_OPTIONS = ("sequence_length", "doc_stride", "max_query_length", "max_answer_length")
+
+
+def _input_dtypes(model):
+    return {name: tensor.dtype for name, tensor in model.input.items()}
+
+
+def answer_questions(model, tokenizer, options, questions, batch_size=32):
+    """Predicted answers (`decode_answers` dicts) of ``questions``, and the windows they were read through."""
+    features = build_squad_features(questions, tokenizer, options["sequence_length"], options["doc_stride"],
+                                    options["max_query_length"])
+    if not len(features):
+        return [], features
+    logits = model.predict(squad_dataset(features, batch_size, input_dtypes=_input_dtypes(model)), verbose=0)
+    answers = decode_answers(features, logits["start_logits"], logits["end_logits"], options["max_answer_length"])
+    return answers, features
+
+
+def score_questions(model, tokenizer, options, questions, batch_size=32):
+    """Exact match and F1 (0-100, official SQuAD v1.1 normalisation) on answered questions.
+
+    Returns:
+        dict ``{"exact_match", "f1", "num_questions", "num_unanswered", "num_windows",
+        "num_truncated_questions"}`` (questions cut to ``max_query_length`` pieces).
+    """
+    answers, features = answer_questions(model, tokenizer, options, questions, batch_size)
+    scores = squad_scores(questions, {a["id"]: a["answer"] for a in answers})
+    scores.update(num_windows=len(features), num_truncated_questions=features.num_truncated_questions)
+    return scores
+
+
+def _read_questions(path):
+    questions = read_squad(path)
+    if not questions:
+        raise ValueError(f"{path}: no questions found; expected SQuAD v1.1 JSON "
+                         '({"data": [{"paragraphs": [{"context": ..., "qas": [...]}]}]})')
+    return questions
+
+
+def run(init_dir, train_path, dev_path, out_dir, *, sequence_length=384, doc_stride=128, max_query_length=64,
+        max_answer_length=30, epochs=2, batch_size=12, learning_rate=5e-5, max_train_examples=None, seed=0,
+        strategy="default", logical_cpus=None, verbose=1, log=print):
+    """Fine-tunes the BERT encoder in ``init_dir`` for SQuAD; saves the model to ``out_dir``.
+
+    Training is `fit_resumable` (a checkpoint per epoch; the same call after an
+    interruption continues) with AdamW and BERT's schedule (linear warm-up over
+    10% of the steps, then linear decay). The loss is the mean of the start and
+    end cross-entropies over every window of every training question.
+
+    Args:
+        init_dir: a BERT directory (`tfpretrain.models.bert.load_bert`).
+        train_path, dev_path: SQuAD v1.1 JSON files (the first answer of a
+            training question is its target).
+        out_dir: where the model directory is written.
+        sequence_length: pieces per window, ``[CLS]`` and ``[SEP]``s included.
+        doc_stride: pieces between the starts of overlapping windows of a long context.
+        max_query_length: questions are cut to this many pieces.
+        max_answer_length: the longest answer predicted, in pieces.
+        max_train_examples: use only the first N training questions.
+        strategy, logical_cpus: see `tfpretrain.training.distribute.get_strategy`.
+
+    Returns:
+        The dev scores of `score_questions` plus ``train_loss`` (last epoch),
+        ``train_questions``, ``train_windows`` and ``train_windows_per_second``.
+    """
+    distribution = get_strategy(strategy, logical_cpus)  # first: it must run before TF sets up its devices
+    keras.utils.set_random_seed(seed)
+    train = _read_questions(train_path)
+    dev = _read_questions(dev_path)
+    if max_train_examples is not None:
+        train = train[:max_train_examples]
+    options = {"task": "qa", "sequence_length": int(sequence_length), "doc_stride": int(doc_stride),
+               "max_query_length": int(max_query_length), "max_answer_length": int(max_answer_length)}
+
+    with distribution.scope():
+        from tfpretrain.models.bert.saving import load_bert
+
+        encoder, tokenizer = load_bert(init_dir)
+        if sequence_length > encoder.max_sequence_length:
+            raise ValueError(f"sequence_length {sequence_length} exceeds the encoder's max_sequence_length "
+                             f"{encoder.max_sequence_length} ({init_dir}); use --sequence-length "
+                             f"{encoder.max_sequence_length} or less")
+        model = build_question_answerer(encoder, sequence_length)
+    features = build_squad_features(train, tokenizer, sequence_length, doc_stride, max_query_length)
+    answerable = int(np.sum(features.start_positions > 0))
+    log(f"Read {len(train)} training and {len(dev)} dev questions; {len(features)} training windows of "
+        f"{sequence_length} pieces ({answerable} hold their answer), {features.num_truncated_questions} questions "
+        f"cut to {max_query_length} pieces; strategy {strategy} ({distribution.num_replicas_in_sync} replica(s))")
+    total_steps = max(1, math.ceil(len(features) / batch_size) * epochs)
+    with distribution.scope():
+        model.compile(optimizer=bert_optimizer(learning_rate, total_steps), **span_losses())
+
+    dtypes = _input_dtypes(model)
+    train_data = squad_dataset(features, batch_size, labels=True, shuffle=True, seed=seed, input_dtypes=dtypes)
+    dev_features = build_squad_features(dev, tokenizer, sequence_length, doc_stride, max_query_length)
+    dev_data = squad_dataset(dev_features, batch_size, labels=True, input_dtypes=dtypes)  # val_loss: first answers
+    history, seconds = fit_resumable(model, train_data, dev_data, epochs, out_dir, verbose, log)
+    epochs_run = len(history.history.get("loss", []))
+
+    scores = score_questions(model, tokenizer, options, dev)
+    losses = read_history_csv(os.path.join(out_dir, "history.csv")).get("loss")
+    if losses:
+        scores["train_loss"] = losses[-1][1]
+    scores.update(train_questions=len(train), train_windows=len(features),
+                  train_windows_per_second=len(features) * epochs_run / max(seconds, 1e-9))
+    options.update(
+        train=os.path.abspath(train_path), dev=os.path.abspath(dev_path), init=os.path.abspath(init_dir),
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, dev_scores=scores,
+        tokenizer={k: v for k, v in tokenizer.get_config().items() if k in ("lowercase", "strip_accents")},
+        encoder=_encoder_config(encoder),
+    )
+    save_task_model(out_dir, model, encoder, tokenizer, options)
+    log(f"Saved the question-answering model to {out_dir}")
+    return scores
+
+
+def _encoder_config(encoder):
+    config = encoder.constructor_config() if hasattr(encoder, "constructor_config") else encoder.get_config()
+    return {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool, type(None)))}
+
+
+def load_qa_model(model_dir):
+    """Returns ``(model, tokenizer, options)`` of a model directory written by `run`."""
+    from tfpretrain.models.bert.saving import load_bert
+
+    options = read_task_options(model_dir)
+    if options.get("task") != "qa":
+        raise ValueError(f"{os.path.join(model_dir, TASK_FILE)}: task {options.get('task')!r}; expected 'qa' "
+                         "(load other fine-tuned models with tfpretrain.pipelines.bert_tasks.load_task_model)")
+    missing = [key for key in WINDOW_OPTIONS if key not in options]
+    if missing:
+        raise ValueError(f"{os.path.join(model_dir, TASK_FILE)}: no {', '.join(missing)}; the file is incomplete "
+                         "(fine-tune again with `tfpretrain finetune --task qa --out DIR`)")
+    head_path = os.path.join(model_dir, HEAD_WEIGHTS_FILE)
+    if not os.path.exists(head_path):
+        raise FileNotFoundError(f"{model_dir}: {HEAD_WEIGHTS_FILE} is missing; the model directory is incomplete "
+                                "(fine-tune again with `tfpretrain finetune --task qa --out DIR`)")
+    encoder, tokenizer = load_bert(model_dir)
+    model = build_question_answerer(encoder, options["sequence_length"])
+    with np.load(head_path) as stored:
+        for layer in model.layers:
+            if layer is encoder or not layer.weights:
+                continue
+            weights = []
+            for i, variable in enumerate(layer.weights):
+                key = f"{layer.name}/{i}"
+                if key not in stored or stored[key].shape != tuple(variable.shape):
+                    found = stored[key].shape if key in stored else "nothing"
+                    raise ValueError(f"{head_path}: weight {key} should have shape {tuple(variable.shape)}, "
+                                     f"found {found}; task.json and the weights do not match")
+                weights.append(stored[key])
+            layer.set_weights(weights)
+    return model, tokenizer, options
+
+
+def evaluate(model_dir, data_path, batch_size=32):
+    """Exact match and F1 of the model in ``model_dir`` on a SQuAD v1.1 file (see `score_questions`)."""
+    questions = _read_questions(data_path)
+    model, tokenizer, options = load_qa_model(model_dir)
+    return score_questions(model, tokenizer, options, questions, batch_size)
+
+
+def predict(model_dir, question_context_pairs, batch_size=32):
+    """Answers ``(question, context)`` pairs with the model in ``model_dir``.
+
+    Returns:
+        list of ``{"answer", "start_char", "end_char", "score"}``, one per pair:
+        ``context[start_char:end_char] == answer``; ``score`` is the start plus
+        end logit. An empty (or whitespace-only) context gives ``{"answer": "",
+        "start_char": 0, "end_char": 0, "score": None}``.
+    """
+    pairs = list(question_context_pairs)
+    questions = []
+    for i, pair in enumerate(pairs):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
+            raise ValueError(f"pair {i}: {pair!r}; expected a (question, context) tuple of two strings")
+        questions.append(SquadQuestion(str(i), pair[0], pair[1], (), f"pair {i}"))
+    if not questions:
+        return []
+    model, tokenizer, options = load_qa_model(model_dir)
+    answers, _ = answer_questions(model, tokenizer, options, questions, batch_size)
+    return [{key: answer[key] for key in ("answer", "start_char", "end_char", "score")} for answer in answers]

@@ -1,0 +1,196 @@
+"""The BERT encoder: token + position + segment embeddings -> Transformer blocks -> [CLS] pooler."""
+
+import keras
+import keras_hub
+
+from tfpretrain.layers.hash_dropout import HashDropout
+from tfpretrain.layers.transformer_encoder_block import (
+    TransformerEncoderBlock,
+    bert_kernel_initializer,
+    gelu_approximate,
+)
+
+ACTIVATIONS = {"gelu": "gelu", "gelu_approximate": gelu_approximate}
+
+ENCODER_INPUTS = ("token_ids", "segment_ids", "padding_mask")
+
+
+@keras.saving.register_keras_serializable(package="tfpretrain")
+class BertEncoder(keras.Model):
+    """A BERT encoder as a functional `keras.Model`.
+
+    ``LayerNorm(token + position + segment embeddings)`` -> dropout ->
+    ``num_layers`` `tfpretrain.layers.TransformerEncoderBlock` -> a tanh
+    ``pooler`` dense layer on the ``[CLS]`` (first) position. The weights map
+    one to one onto a Hugging Face ``BertModel`` (see
+    `tfpretrain.models.bert.import_hf`).
+
+    Args:
+        vocabulary_size: int. Number of word pieces.
+        num_layers: int. Number of Transformer blocks.
+        num_heads: int. Attention heads per block.
+        hidden_dim: int. Width of the embeddings and of every block.
+        intermediate_dim: int. Width of the feed-forward layers.
+        dropout: float, default 0.1. Dropout after the embeddings and on the
+            blocks' residual branches.
+        max_sequence_length: int, default 512. Number of position embeddings.
+        num_segments: int, default 2. Number of segment (token type) embeddings.
+        norm_first: bool, default False. Pre-LN blocks instead of BERT's post-LN.
+        layer_norm_epsilon: float, default 1e-12.
+        activation: str, default "gelu". The feed-forward activation: "gelu"
+            (exact, erf-based, as BERT and Hugging Face's ``gelu``) or
+            "gelu_approximate" (tanh approximation, Hugging Face's ``gelu_new``,
+            which keras-hub's BERT uses for every checkpoint).
+        dtype: optional dtype policy, e.g. "mixed_float16"; defaults to the
+            global policy.
+        **kwargs: `keras.Model` arguments (``name``, ``trainable``).
+
+    Inputs: a dict of ``token_ids``, ``segment_ids`` and ``padding_mask``
+    (batch, sequence_length) integers (``padding_mask`` may be bool; True or 1
+    at real tokens).
+
+    Outputs: a dict of ``sequence_output`` (batch, sequence_length,
+    hidden_dim), ``pooled_output`` (batch, hidden_dim) and ``hidden_states``, a
+    list of ``num_layers + 1`` tensors (batch, sequence_length, hidden_dim),
+    the embedding output first and ``sequence_output`` last.
+
+    Example:
+
+    >>> encoder = tfpretrain.models.bert.BertEncoder(
+    ...     vocabulary_size=30522, **tfpretrain.models.bert.BERT_PRESETS["tiny"])
+    >>> outputs = encoder({"token_ids": np.ones((2, 16), "int32"),
+    ...                    "segment_ids": np.zeros((2, 16), "int32"),
+    ...                    "padding_mask": np.ones((2, 16), "int32")})
+    >>> outputs["sequence_output"].shape, len(outputs["hidden_states"])
+    (TensorShape([2, 16, 128]), 3)
+
+    References:
+        Devlin et al. (2019). BERT: Pre-training of Deep Bidirectional
+        Transformers for Language Understanding.
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        num_layers,
+        num_heads,
+        hidden_dim,
+        intermediate_dim,
+        dropout=0.1,
+        max_sequence_length=512,
+        num_segments=2,
+        norm_first=False,
+        layer_norm_epsilon=1e-12,
+        activation="gelu",
+        dtype=None,
+        **kwargs,
+    ):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        if hidden_dim % num_heads:
+            raise ValueError(f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}")
+        initializer = bert_kernel_initializer()
+        # Layers (built in the functional graph below).
+        token_embedding = keras.layers.ReversibleEmbedding(
+            vocabulary_size, hidden_dim, embeddings_initializer=initializer, dtype=dtype, name="token_embedding",
+        )
+        position_embedding = keras_hub.layers.PositionEmbedding(
+            max_sequence_length, initializer=initializer, dtype=dtype, name="position_embedding",
+        )
+        segment_embedding = keras.layers.Embedding(
+            num_segments, hidden_dim, embeddings_initializer=initializer, dtype=dtype, name="segment_embedding",
+        )
+        embeddings_layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=dtype, name="embeddings_layer_norm",
+        )
+        embeddings_dropout = HashDropout(dropout, dtype=dtype, name="embeddings_dropout")
+        blocks = [
+            TransformerEncoderBlock(
+                num_heads, intermediate_dim, dropout=dropout, activation=ACTIVATIONS[activation],
+                layer_norm_epsilon=layer_norm_epsilon, norm_first=norm_first, dtype=dtype,
+                name=f"transformer_layer_{i}",
+            )
+            for i in range(num_layers)
+        ]
+        final_layer_norm = None
+        if norm_first:  # pre-LN leaves the residual stream unnormalised: normalise the last output
+            final_layer_norm = keras.layers.LayerNormalization(
+                epsilon=layer_norm_epsilon, dtype=dtype, name="final_layer_norm",
+            )
+        pooler = keras.layers.Dense(
+            hidden_dim, activation="tanh", kernel_initializer=initializer, dtype=dtype, name="pooler",
+        )
+
+        # Functional graph.
+        inputs = {
+            "token_ids": keras.Input(shape=(None,), dtype="int32", name="token_ids"),
+            "segment_ids": keras.Input(shape=(None,), dtype="int32", name="segment_ids"),
+            "padding_mask": keras.Input(shape=(None,), dtype="int32", name="padding_mask"),
+        }
+        tokens = token_embedding(inputs["token_ids"])  # (batch, seq, hidden)
+        x = tokens + position_embedding(tokens) + segment_embedding(inputs["segment_ids"])
+        x = embeddings_dropout(embeddings_layer_norm(x))
+        hidden_states = [x]
+        for block in blocks:
+            x = block(x, padding_mask=inputs["padding_mask"])
+            hidden_states.append(x)
+        if final_layer_norm is not None:
+            x = final_layer_norm(x)
+            hidden_states[-1] = x
+        pooled = pooler(x[:, 0, :])  # (batch, hidden): [CLS]
+        outputs = {"sequence_output": x, "pooled_output": pooled, "hidden_states": hidden_states}
+        super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
+
+        self.vocabulary_size = int(vocabulary_size)
+        self.num_layers = int(num_layers)
+        self.num_heads = int(num_heads)
+        self.hidden_dim = int(hidden_dim)
+        self.intermediate_dim = int(intermediate_dim)
+        self.dropout = float(dropout)
+        self.max_sequence_length = int(max_sequence_length)
+        self.num_segments = int(num_segments)
+        self.norm_first = bool(norm_first)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.activation = activation
+        self.token_embedding = token_embedding
+        self.position_embedding = position_embedding
+        self.segment_embedding = segment_embedding
+        self.embeddings_layer_norm = embeddings_layer_norm
+        self.transformer_layers = blocks
+        self.final_layer_norm = final_layer_norm
+        self.pooler = pooler
+
+    def get_config(self):
+        config = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "vocabulary_size": self.vocabulary_size,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "hidden_dim": self.hidden_dim,
+            "intermediate_dim": self.intermediate_dim,
+            "dropout": self.dropout,
+            "max_sequence_length": self.max_sequence_length,
+            "num_segments": self.num_segments,
+            "norm_first": self.norm_first,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "activation": self.activation,
+        }
+        if self.dtype_policy.name != keras.config.dtype_policy().name:
+            config["dtype"] = keras.dtype_policies.serialize(self.dtype_policy)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)
+
+    def constructor_config(self):
+        """The architecture arguments alone (what ``encoder.json`` holds): no name, dtype or trainable flag."""
+        config = self.get_config()
+        for key in ("name", "trainable", "dtype"):
+            config.pop(key, None)
+        return config
+

@@ -1,0 +1,215 @@
+"""Readers for sentence classification and sentence-pair TSV files (GLUE SST-2, RTE, ...).
+
+Pure Python, like `tfpretrain.text.readers`: files become `TextExample`s, the first
+step of reader -> tf.data text ops -> model. A file may start with a header line
+(``label<TAB>sentence``, ``sentence1<TAB>sentence2<TAB>label<TAB>idx``), which is
+detected, skipped and used to find the columns; without one the columns are
+positional: ``label<TAB>text`` for single sentences, ``sentence1<TAB>sentence2<TAB>label``
+(and optionally ``<TAB>idx``) for pairs. Labels stay strings, exactly as written.
+Malformed lines raise a `DataFormatError` naming ``path:line``.
+
+Example:
+
+>>> examples = read_classification_tsv("../shared/data/sst2/dev.tsv")
+>>> examples[0].texts, examples[0].label
+(('one long string of cliches .',), '0')
+>>> read_pair_tsv("../shared/data/rte/dev.tsv")[0].label
+'1'
+"""
+
+import dataclasses
+import os
+import re
+
+from tfpretrain.text.readers import DataFormatError, _lines
+
+# Header names that mark a line as a header, and which column holds what.
+LABEL_COLUMN_NAMES = ("label", "gold_label", "labels", "class", "target")
+FIRST_TEXT_COLUMN_NAMES = ("sentence1", "text_a", "premise", "question", "question1")
+SECOND_TEXT_COLUMN_NAMES = ("sentence2", "text_b", "hypothesis", "question2")
+TEXT_COLUMN_NAMES = ("sentence", "content", "text", "review", "document")
+_COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_#]*")
+
+
+@dataclasses.dataclass(frozen=True)
+class TextExample:
+    """One labelled text or text pair.
+
+    Args:
+        texts: tuple of str. ``(text,)`` for classification, ``(text_a, text_b)`` for pairs.
+        label: str. The label as written in the file.
+        source: str. ``"path:line"`` of the example's line.
+    """
+
+    texts: tuple[str, ...]
+    label: str
+    source: str
+
+    @property
+    def path(self):
+        return self.source.rsplit(":", 1)[0]
+
+    @property
+    def line(self):
+        return int(self.source.rsplit(":", 1)[1])
+
+
+def is_header(fields):
+    """Whether a split line is a header: a label column name and only column-name-like fields."""
+    names = [field.strip().lower() for field in fields]
+    return any(name in LABEL_COLUMN_NAMES for name in names) and all(
+        _COLUMN_NAME.fullmatch(name) for name in names
+    )
+
+
+def _find(names, wanted, taken):
+    for index, name in enumerate(names):
+        if name in wanted and index not in taken:
+            return index
+    return None
+
+
+def _header_layout(path, number, fields, num_texts, label_column):
+    """Column indices ``(text_columns, label_column)`` named by a header line."""
+    names = [field.strip().lower() for field in fields]
+    label = _label_index(path, number, names, label_column)
+    if num_texts == 1:
+        text = _find(names, TEXT_COLUMN_NAMES + FIRST_TEXT_COLUMN_NAMES, {label})
+        if text is None and len(names) == 2:
+            text = 1 - label
+        columns = [text]
+    else:
+        first = _find(names, FIRST_TEXT_COLUMN_NAMES, {label})
+        second = _find(names, SECOND_TEXT_COLUMN_NAMES + TEXT_COLUMN_NAMES, {label, first})
+        columns = [first, second]
+    if None in columns:
+        wanted = "a text column (one of: " + ", ".join(TEXT_COLUMN_NAMES) + ")" if num_texts == 1 else (
+            "two text columns (sentence1 and sentence2, or text_a and text_b)"
+        )
+        raise DataFormatError(path, number, f"a header {fields!r} without {wanted}", f"a header naming {wanted}")
+    return columns, label
+
+
+def _label_index(path, number, names, label_column):
+    if label_column is None:
+        return _find(names, LABEL_COLUMN_NAMES, set())
+    if isinstance(label_column, str):
+        if label_column.lower() not in names:
+            raise DataFormatError(
+                path, number, f"no column named {label_column!r} in the header {names!r}",
+                "the label column's name as the header writes it",
+            )
+        return names.index(label_column.lower())
+    return int(label_column) % len(names)
+
+
+def _positional_layout(path, number, num_fields, num_texts, label_column):
+    """Column indices for a file without a header."""
+    if isinstance(label_column, str):
+        raise DataFormatError(
+            path, number, f"no header line to find the column named {label_column!r} in",
+            "a header line, or the label column as an integer index",
+        )
+    if num_texts == 1:
+        expected, layout = (2,), "label<TAB>text"
+        label = 0 if label_column is None else int(label_column) % max(num_fields, 1)
+        columns = [1 - label]
+    else:
+        expected, layout = (3, 4), "sentence1<TAB>sentence2<TAB>label (optionally <TAB>idx)"
+        label = 2 if label_column is None else int(label_column) % max(num_fields, 1)
+        columns = [i for i in range(3) if i != label][:2]
+    if num_fields not in expected:
+        raise DataFormatError(
+            path, number, f"{num_fields} tab-separated column(s)",
+            f"{' or '.join(map(str, expected))}: {layout} (or a header line naming the columns)",
+        )
+    return columns, label
+
+
+def read_task_tsv(path, num_texts, label_column=None):
+    """Reads labelled single texts (``num_texts=1``) or text pairs (``num_texts=2``).
+
+    Args:
+        path: str or path-like. UTF-8, with or without BOM, header or trailing newline.
+        num_texts: int. 1 (classification) or 2 (sentence pairs).
+        label_column: None, int or str. Overrides where the label is: an index,
+            or a header column name. Defaults to the header's ``label`` column,
+            else the first column (single texts) or the third (pairs).
+
+    Returns:
+        A list of `TextExample`; blank lines are skipped, texts are stripped of
+        surrounding whitespace and may be empty.
+
+    Raises:
+        DataFormatError: a line with a different number of columns than the
+            header or first line, an empty label, or bytes that are not UTF-8.
+    """
+    if num_texts not in (1, 2):
+        raise ValueError(f"num_texts must be 1 (classification) or 2 (sentence pairs), got {num_texts!r}")
+    examples = []
+    layout = None  # (number of columns, text column indices, label index, where the layout came from)
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if layout is None:
+            if is_header(fields):
+                columns, label = _header_layout(path, number, fields, num_texts, label_column)
+                layout = (len(fields), columns, label, f"the header (line {number})")
+                continue
+            columns, label = _positional_layout(path, number, len(fields), num_texts, label_column)
+            layout = (len(fields), columns, label, f"the first line (line {number})")
+        num_fields, columns, label, origin = layout
+        if len(fields) != num_fields:
+            raise DataFormatError(
+                path, number, f"{len(fields)} tab-separated column(s)",
+                f"{num_fields} like {origin} (is there a tab inside a text, or a missing column?)",
+            )
+        label_value = fields[label].strip()
+        if not label_value:
+            raise DataFormatError(path, number, "an empty label", "a non-empty label in every line")
+        examples.append(TextExample(
+            tuple(fields[c].strip() for c in columns), label_value, f"{os.fspath(path)}:{number}",
+        ))
+    return examples
+
+
+def read_classification_tsv(path, label_column=None):
+    """Reads ``label<TAB>text`` lines (SST-2); see `read_task_tsv`."""
+    return read_task_tsv(path, 1, label_column)
+
+
+def read_pair_tsv(path, label_column=None):
+    """Reads ``sentence1<TAB>sentence2<TAB>label[<TAB>idx]`` lines (RTE); see `read_task_tsv`."""
+    return read_task_tsv(path, 2, label_column)
+
+
+def label_set(examples):
+    """The sorted labels of the examples (numeric order when all labels are integers)."""
+    labels = {example.label for example in examples}
+    if all(re.fullmatch(r"-?[0-9]+", label) for label in labels):
+        return sorted(labels, key=int)
+    return sorted(labels)
+
+
+def check_labels(examples, labels):
+    """Raises a `DataFormatError` at the first example whose label is not in ``labels``."""
+    known = set(labels)
+    for example in examples:
+        if example.label not in known:
+            shown = ", ".join(repr(label) for label in labels)
+            raise DataFormatError(
+                example.path, example.line, f"label {example.label!r}, which the training data does not have",
+                f"one of the model's labels ({shown}); fix the label, or train with it",
+            )
+
+
+__all__ = [
+    "TextExample",
+    "check_labels",
+    "is_header",
+    "label_set",
+    "read_classification_tsv",
+    "read_pair_tsv",
+    "read_task_tsv",
+]
