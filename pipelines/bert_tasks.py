@@ -228,6 +228,37 @@ def _head_layers(model, encoder):
     return [layer for layer in model.layers if layer is not encoder and layer.weights]
 
 
+def load_head_weights(model_dir, model, encoder):
+    """Restores the head (every layer but the encoder) from ``head.weights.npz``, checking each shape."""
+    head_path = os.path.join(model_dir, HEAD_WEIGHTS_FILE)
+    if not os.path.exists(head_path):
+        raise FileNotFoundError(f"{model_dir}: {HEAD_WEIGHTS_FILE} is missing; the fine-tuned model directory "
+                                "is incomplete (fine-tune again with `tfpretrain finetune --out DIR`).")
+    with np.load(head_path) as stored:
+        for layer in _head_layers(model, encoder):
+            weights = []
+            for i, variable in enumerate(layer.weights):
+                key = f"{layer.name}/{i}"
+                if key not in stored or stored[key].shape != tuple(variable.shape):
+                    found = stored[key].shape if key in stored else "nothing"
+                    raise ValueError(f"{head_path}: weight {key} should have shape {tuple(variable.shape)}, "
+                                     f"found {found}; task.json and the weights do not match")
+                weights.append(stored[key])
+            layer.set_weights(weights)
+
+
+def record_run(options, *, train_path, dev_path, init_dir, tokenizer, encoder, scores, **settings):
+    """Adds what a fine-tuning run used and scored to its ``task.json`` options."""
+    config = encoder.constructor_config()
+    options.update(
+        train=os.path.abspath(train_path), dev=os.path.abspath(dev_path), init=os.path.abspath(init_dir),
+        dev_scores=scores, tokenizer={"lowercase": tokenizer.lowercase, "strip_accents": tokenizer.strip_accents},
+        encoder={k: v for k, v in config.items() if isinstance(v, (int, float, str, bool, type(None)))},
+        **settings,
+    )
+    return options
+
+
 def save_task_model(out_dir, model, encoder, tokenizer, options):
     """Writes the BERT directory of the fine-tuned encoder, the head weights and task.json."""
     from tfpretrain.models.bert.saving import save_bert
@@ -262,23 +293,9 @@ def load_task_model(model_dir):
     if task not in ("classify", "pair", "tag"):
         raise ValueError(f"{os.path.join(model_dir, TASK_FILE)}: task {task!r}; expected classify, pair or tag "
                          "(load question-answering models with tfpretrain.pipelines.finetune_qa)")
-    head_path = os.path.join(model_dir, HEAD_WEIGHTS_FILE)
-    if not os.path.exists(head_path):
-        raise FileNotFoundError(f"{model_dir}: {HEAD_WEIGHTS_FILE} is missing; the fine-tuned model directory "
-                                "is incomplete (fine-tune again with `tfpretrain finetune --out DIR`).")
     encoder, tokenizer = load_bert(model_dir)
     model = build_task_model(task, encoder, options)
-    with np.load(head_path) as stored:
-        for layer in _head_layers(model, encoder):
-            weights = []
-            for i, variable in enumerate(layer.weights):
-                key = f"{layer.name}/{i}"
-                if key not in stored or stored[key].shape != tuple(variable.shape):
-                    found = stored[key].shape if key in stored else "nothing"
-                    raise ValueError(f"{head_path}: weight {key} should have shape {tuple(variable.shape)}, "
-                                     f"found {found}; task.json and the weights do not match")
-                weights.append(stored[key])
-            layer.set_weights(weights)
+    load_head_weights(model_dir, model, encoder)
     return model, tokenizer, options
 
 

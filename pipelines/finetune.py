@@ -34,6 +34,7 @@ from tfpretrain.pipelines.bert_tasks import (
     read_task_data,
     read_task_options,
     read_text_examples,
+    record_run,
     save_task_model,
     score_examples,
     task_dataset,
@@ -72,7 +73,8 @@ def _compile(model, task, options, learning_rate, total_steps):
 
 def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=None, crf=False,  # noqa: A002
         sequence_length=None, epochs=None, batch_size=None, learning_rate=5e-5, max_train_examples=None, seed=0,
-        strategy="default", logical_cpus=None, verbose=1, log=print):
+        strategy="default", logical_cpus=None, doc_stride=None, max_query_length=None, max_answer_length=None,
+        verbose=1, log=print):
     """Fine-tunes the BERT encoder in ``init_dir`` with a task head; saves it to ``out_dir``.
 
     Training is `fit_resumable`: a checkpoint per epoch under ``out_dir``, and
@@ -100,6 +102,8 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
         learning_rate: peak learning rate, default 5e-5.
         max_train_examples: use only the first N training examples.
         strategy, logical_cpus: see `tfpretrain.training.distribute.get_strategy`.
+        doc_stride, max_query_length, max_answer_length: qa only (see
+            `tfpretrain.pipelines.finetune_qa.run`; None: its defaults).
 
     Returns:
         The dev scores (see `evaluate`) plus ``train_loss`` (last epoch) and
@@ -111,7 +115,9 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
             raise ValueError("--crf, --format and --column do not apply to --task qa (SQuAD JSON files)")
         from tfpretrain.pipelines import finetune_qa
 
-        sizes = {"sequence_length": sequence_length, "epochs": epochs, "batch_size": batch_size}
+        sizes = {"sequence_length": sequence_length, "epochs": epochs, "batch_size": batch_size,
+                 "doc_stride": doc_stride, "max_query_length": max_query_length,
+                 "max_answer_length": max_answer_length}
         return finetune_qa.run(init_dir, train_path, dev_path, out_dir, learning_rate=learning_rate,
                                max_train_examples=max_train_examples, seed=seed, strategy=strategy,
                                logical_cpus=logical_cpus, verbose=verbose, log=log,
@@ -121,6 +127,8 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
     batch_size = TASK_DEFAULTS["batch_size"] if batch_size is None else int(batch_size)
     if crf and task != "tag":
         raise ValueError(f"--crf applies to --task tag only, not {task!r}")
+    if any(value is not None for value in (doc_stride, max_query_length, max_answer_length)):
+        raise ValueError(f"--doc-stride and --max-answer-length apply to --task qa only, not {task!r}")
     if sequence_length < 4:
         raise ValueError(f"sequence_length must be at least 4 ([CLS], [SEP] and text), got {sequence_length}")
     distribution = get_strategy(strategy, logical_cpus)  # first: it must run before TF sets up its devices
@@ -167,20 +175,11 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
     if losses:
         scores["train_loss"] = losses[-1][1]
     scores["train_examples_per_second"] = len(train) * epochs_run / max(seconds, 1e-9)
-    options.update(
-        train=os.path.abspath(train_path), dev=os.path.abspath(dev_path), init=os.path.abspath(init_dir),
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, dev_scores=scores,
-        tokenizer={k: v for k, v in tokenizer.get_config().items() if k in ("lowercase", "strip_accents")},
-        encoder=_encoder_config(encoder),
-    )
+    record_run(options, train_path=train_path, dev_path=dev_path, init_dir=init_dir, tokenizer=tokenizer,
+               encoder=encoder, scores=scores, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
     save_task_model(out_dir, model, encoder, tokenizer, options)
     log(f"Saved the fine-tuned {task} model to {out_dir}")
     return scores
-
-
-def _encoder_config(encoder):
-    config = encoder.constructor_config() if hasattr(encoder, "constructor_config") else encoder.get_config()
-    return {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool, type(None)))}
 
 
 def evaluate(model_dir, data_path, format=None, column=None, batch_size=32):  # noqa: A002

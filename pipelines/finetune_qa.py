@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from tfpretrain.models.bert.question_answering import build_question_answerer, span_losses
-from tfpretrain.pipelines.bert_tasks import HEAD_WEIGHTS_FILE, TASK_FILE, read_task_options, save_task_model
+from tfpretrain.pipelines.bert_tasks import TASK_FILE, load_head_weights, read_task_options, record_run, save_task_model
 from tfpretrain.text.squad import (
     SquadQuestion,
     build_squad_features,
@@ -142,20 +142,12 @@ def run(init_dir, train_path, dev_path, out_dir, *, sequence_length=384, doc_str
         scores["train_loss"] = losses[-1][1]
     scores.update(train_questions=len(train), train_windows=len(features),
                   train_windows_per_second=len(features) * epochs_run / max(seconds, 1e-9))
-    options.update(
-        train=os.path.abspath(train_path), dev=os.path.abspath(dev_path), init=os.path.abspath(init_dir),
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, dev_scores=scores,
-        tokenizer={k: v for k, v in tokenizer.get_config().items() if k in ("lowercase", "strip_accents")},
-        encoder=_encoder_config(encoder),
-    )
+    record_run(options, train_path=train_path, dev_path=dev_path, init_dir=init_dir, tokenizer=tokenizer,
+               encoder=encoder, scores=scores, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+               seed=seed)
     save_task_model(out_dir, model, encoder, tokenizer, options)
     log(f"Saved the question-answering model to {out_dir}")
     return scores
-
-
-def _encoder_config(encoder):
-    config = encoder.constructor_config() if hasattr(encoder, "constructor_config") else encoder.get_config()
-    return {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool, type(None)))}
 
 
 def load_qa_model(model_dir):
@@ -170,25 +162,9 @@ def load_qa_model(model_dir):
     if missing:
         raise ValueError(f"{os.path.join(model_dir, TASK_FILE)}: no {', '.join(missing)}; the file is incomplete "
                          "(fine-tune again with `tfpretrain finetune --task qa --out DIR`)")
-    head_path = os.path.join(model_dir, HEAD_WEIGHTS_FILE)
-    if not os.path.exists(head_path):
-        raise FileNotFoundError(f"{model_dir}: {HEAD_WEIGHTS_FILE} is missing; the model directory is incomplete "
-                                "(fine-tune again with `tfpretrain finetune --task qa --out DIR`)")
     encoder, tokenizer = load_bert(model_dir)
     model = build_question_answerer(encoder, options["sequence_length"])
-    with np.load(head_path) as stored:
-        for layer in model.layers:
-            if layer is encoder or not layer.weights:
-                continue
-            weights = []
-            for i, variable in enumerate(layer.weights):
-                key = f"{layer.name}/{i}"
-                if key not in stored or stored[key].shape != tuple(variable.shape):
-                    found = stored[key].shape if key in stored else "nothing"
-                    raise ValueError(f"{head_path}: weight {key} should have shape {tuple(variable.shape)}, "
-                                     f"found {found}; task.json and the weights do not match")
-                weights.append(stored[key])
-            layer.set_weights(weights)
+    load_head_weights(model_dir, model, encoder)
     return model, tokenizer, options
 
 

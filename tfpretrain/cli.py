@@ -98,7 +98,11 @@ def build_parser():
     p.add_argument("--train", required=True, metavar="FILE")
     p.add_argument("--dev", required=True, metavar="FILE")
     p.add_argument("--out", required=True, metavar="DIR")
-    _add_data_format(p, required=False)
+    p.add_argument("--format", choices=FORMATS + ("tsv",), default=None,
+                   help="tag: conll, iob2 or conllu (default: from the file name, else iob2); classify / pair: tsv")
+    p.add_argument("--column", default=None,
+                   help="tag: the tag column (CoNLL-U field name or 0-based index); classify / pair: the label "
+                        "column (header name or index)")
     p.add_argument("--crf", action="store_true", help="tag: a CRF layer on top (BERT-CRF)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
@@ -179,10 +183,14 @@ def _run(args):
         options = {name: getattr(args, name) for name in (
             "epochs", "batch_size", "learning_rate", "sequence_length", "doc_stride", "max_answer_length",
             "max_train_examples") if getattr(args, name) is not None}
+        if args.crf and args.task != "tag":
+            raise ValueError(f"--crf is for --task tag, not {args.task}")
+        if args.task == "qa" and (args.format or args.column is not None):
+            raise ValueError("--format and --column are not for --task qa (SQuAD v1.1 JSON)")
+        if args.task != "qa":
+            options.update(format=args.format, column=_column(args.column))
         if args.task == "tag":
-            options.update(format=args.format or "conll", column=_column(args.column), crf=args.crf)
-        elif args.crf or args.format:
-            raise ValueError(f"--crf and --format are for --task tag, not {args.task}")
+            options.update(crf=args.crf)
         scores = finetune.run(args.task, args.init, args.train, args.dev, args.out, strategy=args.strategy,
                               logical_cpus=args.logical_cpus, seed=args.seed, verbose=_verbosity(), **options)
         print(json.dumps(scores))

@@ -74,4 +74,5 @@ def test_usable_as_a_frozen_layer_in_a_functional_model(tmp_path):
     path = tmp_path / "model.keras"
     model.save(path)
     reloaded = keras.saving.load_model(path)
+    assert len(reloaded.trainable_weights) == len(trainable)  # the encoder reloads frozen
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)

@@ -109,3 +109,23 @@ def test_bad_input_gives_a_clear_error_not_a_traceback(tmp_path):
     (tmp_path / "hf" / "config.json").write_text("{}", encoding="utf-8")
     result = cli("import-hf", "--from", tmp_path / "hf", "--out", tmp_path / "imported", check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_finetune_tag_with_crf_and_evaluate(pretrained, shared_data, tmp_path):
+    from tests.pipelines.test_cli import write_slice
+
+    blocks = (shared_data / "uner_english_ewt" / "dev.iob2").read_text(encoding="utf-8").split("\n\n")
+    train, dev = tmp_path / "train.iob2", tmp_path / "dev.iob2"
+    train.write_text("\n\n".join(blocks[:200]) + "\n\n", encoding="utf-8")
+    write_slice(shared_data / "uner_english_ewt" / "dev.iob2", dev, 60)
+    out = tmp_path / "ner"
+    scores = last_json(cli("finetune", "--task", "tag", "--crf", "--format", "iob2", "--init", pretrained[0],
+                           "--train", train, "--dev", dev, "--out", out, "--epochs", 1, "--sequence-length", 64))
+    evaluated = last_json(cli("evaluate", "--model", out, "--data", dev, "--format", "iob2"))
+    assert evaluated["f1"] == pytest.approx(scores["f1"], abs=1e-6)
+    assert evaluated["accuracy"] == pytest.approx(scores["accuracy"], abs=1e-6)
+    assert evaluated["sentences"] == 60 and evaluated["num_words_truncated"] >= 0
+    assert json.loads((out / "task.json").read_text())["crf"] is True
+    result = cli("finetune", "--task", "qa", "--format", "iob2", "--init", pretrained[0], "--train", train,
+                 "--dev", dev, "--out", tmp_path / "qa", check=False)
+    assert result.returncode == 2 and "not for --task qa" in result.stderr

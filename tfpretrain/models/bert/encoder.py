@@ -185,7 +185,12 @@ class BertEncoder(keras.Model):
         config = dict(config)
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
+        # A functional model given trainable=False at construction leaves its layers' variables
+        # trainable; setting the flag afterwards freezes them all, so a frozen encoder reloads frozen.
+        trainable = config.pop("trainable", True)
+        encoder = cls(**config)
+        encoder.trainable = trainable
+        return encoder
 
     def constructor_config(self):
         """The architecture arguments alone (what ``encoder.json`` holds): no name, dtype or trainable flag."""
