@@ -32,6 +32,8 @@ import sys
 import tempfile
 import time
 
+from common import machine
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TFA_VENV = os.path.join(HERE, ".venv-tfa")
 TFA_REQUIREMENTS = ["tensorflow-cpu==2.15.*", "tensorflow-addons==0.23.0"]
@@ -177,17 +179,6 @@ def run_worker(python, side, inputs_path, seconds):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def machine_description():
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {usable} usable cores ({os.cpu_count()} online)"
-
-
 def compare(ours, tfa):
     """Largest differences between the two sides' check values."""
     import numpy as np
@@ -231,7 +222,7 @@ def main():
         tfa = run_worker(tfa_python, "tfa", inputs_path, args.seconds)
 
     print("CRF benchmark: tfpretrain.layers.CRF vs tensorflow-addons")
-    print(f"machine: {machine_description()}")
+    print(f"machine: {machine()}")
     print(f"ours: tensorflow {ours['versions']['tensorflow']}, keras {ours['versions']['keras']} "
           f"(Python {platform.python_version()})")
     print(f"tfa:  tensorflow-cpu {tfa['versions']['tensorflow']}, "

@@ -228,6 +228,18 @@ def _head_layers(model, encoder):
     return [layer for layer in model.layers if layer is not encoder and layer.weights]
 
 
+def load_init_encoder(init_dir, sequence_length):
+    """The encoder and tokenizer of the BERT directory a fine-tune starts from, checked against ``sequence_length``."""
+    from tfpretrain.models.bert.saving import load_bert
+
+    encoder, tokenizer = load_bert(init_dir)
+    if sequence_length > encoder.max_sequence_length:
+        raise ValueError(f"sequence_length {sequence_length} exceeds the encoder's max_sequence_length "
+                         f"{encoder.max_sequence_length} ({init_dir}); use --sequence-length "
+                         f"{encoder.max_sequence_length} or less")
+    return encoder, tokenizer
+
+
 def load_head_weights(model_dir, model, encoder):
     """Restores the head (every layer but the encoder) from ``head.weights.npz``, checking each shape."""
     head_path = os.path.join(model_dir, HEAD_WEIGHTS_FILE)

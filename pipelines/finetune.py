@@ -33,6 +33,7 @@ from tfpretrain.pipelines.bert_tasks import (
     read_tag_sentences,
     read_task_data,
     read_task_options,
+    load_init_encoder,
     read_text_examples,
     record_run,
     save_task_model,
@@ -147,13 +148,7 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
 
     steps_per_epoch = math.ceil(len(train) / batch_size)
     with distribution.scope():
-        from tfpretrain.models.bert.saving import load_bert
-
-        encoder, tokenizer = load_bert(init_dir)
-        if sequence_length > encoder.max_sequence_length:
-            raise ValueError(f"sequence_length {sequence_length} exceeds the encoder's max_sequence_length "
-                             f"{encoder.max_sequence_length} ({init_dir}); use --sequence-length "
-                             f"{encoder.max_sequence_length} or less")
+        encoder, tokenizer = load_init_encoder(init_dir, sequence_length)
         model = build_task_model(task, encoder, options)
         _compile(model, task, options, learning_rate, max(1, steps_per_epoch * epochs))
 

@@ -23,7 +23,14 @@ import keras
 import numpy as np
 
 from tfpretrain.models.bert.question_answering import build_question_answerer, span_losses
-from tfpretrain.pipelines.bert_tasks import TASK_FILE, load_head_weights, read_task_options, record_run, save_task_model
+from tfpretrain.pipelines.bert_tasks import (
+    TASK_FILE,
+    load_head_weights,
+    load_init_encoder,
+    read_task_options,
+    record_run,
+    save_task_model,
+)
 from tfpretrain.text.squad import (
     SquadQuestion,
     build_squad_features,
@@ -112,13 +119,7 @@ def run(init_dir, train_path, dev_path, out_dir, *, sequence_length=384, doc_str
                "max_query_length": int(max_query_length), "max_answer_length": int(max_answer_length)}
 
     with distribution.scope():
-        from tfpretrain.models.bert.saving import load_bert
-
-        encoder, tokenizer = load_bert(init_dir)
-        if sequence_length > encoder.max_sequence_length:
-            raise ValueError(f"sequence_length {sequence_length} exceeds the encoder's max_sequence_length "
-                             f"{encoder.max_sequence_length} ({init_dir}); use --sequence-length "
-                             f"{encoder.max_sequence_length} or less")
+        encoder, tokenizer = load_init_encoder(init_dir, sequence_length)
         model = build_question_answerer(encoder, sequence_length)
     features = build_squad_features(train, tokenizer, sequence_length, doc_stride, max_query_length)
     answerable = int(np.sum(features.start_positions > 0))
