@@ -32,7 +32,8 @@ def batches(args):
     """``args.steps + args.warmup`` masked batches from EWT train, cached."""
     from tfpretrain.text.bert_datasets import masked_lm_dataset
     from tfpretrain.text.masking import MaskedLMMasker
-    from tfpretrain.text.wordpiece import WordPieceTokenizer, load_vocabulary
+    from tfpretrain.text.vocabulary import load_vocabulary
+    from tfpretrain.text.wordpiece import WordPieceTokenizer
 
     tokenizer = WordPieceTokenizer(load_vocabulary(minilm_vocabulary()), lowercase=True)
     masker = MaskedLMMasker(

@@ -71,7 +71,8 @@ def main():
 
     from tfpretrain.text.masking import MaskedLMMasker
     from tfpretrain.text.packing import pack_segments
-    from tfpretrain.text.wordpiece import WordPieceTokenizer, load_vocabulary
+    from tfpretrain.text.vocabulary import load_vocabulary
+    from tfpretrain.text.wordpiece import WordPieceTokenizer
 
     sentences = ewt_sentences()
     length = args.sequence_length

@@ -99,7 +99,8 @@ def read_task_data(task, train_path, dev_path, format=None, column=None):  # noq
 # tf.data encoding: strings -> word pieces -> packed, fixed-length model inputs
 
 
-def _input_dtypes(model):
+def input_dtypes(model):
+    """The dtype of each named input of ``model`` (datasets cast their features to match)."""
     return {name: tensor.dtype for name, tensor in model.input.items()}
 
 
@@ -193,7 +194,7 @@ def word_dataset(sentences, tokenizer, sequence_length, batch_size, input_dtypes
 def task_dataset(task, examples, tokenizer, model, options, batch_size, shuffle=False, seed=0):
     """The (x, y, info) dataset of a classify / pair / tag task."""
     common = dict(tokenizer=tokenizer, sequence_length=options["sequence_length"], batch_size=batch_size,
-                  input_dtypes=_input_dtypes(model), shuffle=shuffle, seed=seed)
+                  input_dtypes=input_dtypes(model), shuffle=shuffle, seed=seed)
     if task == "tag":
         return word_dataset(examples, tags=options["tags"], **common)
     return text_dataset(examples, labels=options["labels"], **common)

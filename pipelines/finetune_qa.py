@@ -25,6 +25,7 @@ import numpy as np
 from tfpretrain.models.bert.question_answering import build_question_answerer, span_losses
 from tfpretrain.pipelines.bert_tasks import (
     TASK_FILE,
+    input_dtypes,
     load_head_weights,
     load_init_encoder,
     read_task_options,
@@ -47,17 +48,13 @@ from tfpretrain.training.squad_metrics import squad_scores
 WINDOW_OPTIONS = ("sequence_length", "doc_stride", "max_query_length", "max_answer_length")
 
 
-def _input_dtypes(model):
-    return {name: tensor.dtype for name, tensor in model.input.items()}
-
-
 def answer_questions(model, tokenizer, options, questions, batch_size=32):
     """Predicted answers (`decode_answers` dicts) of ``questions``, and the windows they were read through."""
     features = build_squad_features(questions, tokenizer, options["sequence_length"], options["doc_stride"],
                                     options["max_query_length"])
     if not len(features):
         return [], features
-    logits = model.predict(squad_dataset(features, batch_size, input_dtypes=_input_dtypes(model)), verbose=0)
+    logits = model.predict(squad_dataset(features, batch_size, input_dtypes=input_dtypes(model)), verbose=0)
     answers = decode_answers(features, logits["start_logits"], logits["end_logits"], options["max_answer_length"])
     return answers, features
 
@@ -130,7 +127,7 @@ def run(init_dir, train_path, dev_path, out_dir, *, sequence_length=384, doc_str
     with distribution.scope():
         model.compile(optimizer=bert_optimizer(learning_rate, total_steps), **span_losses())
 
-    dtypes = _input_dtypes(model)
+    dtypes = input_dtypes(model)
     train_data = squad_dataset(features, batch_size, labels=True, shuffle=True, seed=seed, input_dtypes=dtypes)
     dev_features = build_squad_features(dev, tokenizer, sequence_length, doc_stride, max_query_length)
     dev_data = squad_dataset(dev_features, batch_size, labels=True, input_dtypes=dtypes)  # val_loss: first answers

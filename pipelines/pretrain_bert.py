@@ -27,7 +27,8 @@ def _sample_lines(text_paths, limit):
 
 def _new_tokenizer(text_paths, out_dir, vocabulary_size, lowercase, log):
     """A WordPiece tokenizer learned from the text, or the one an interrupted run saved."""
-    from tfpretrain.text.wordpiece import WordPieceTokenizer, learn_wordpiece_vocabulary, load_vocabulary
+    from tfpretrain.text.vocabulary import load_vocabulary
+    from tfpretrain.text.wordpiece import WordPieceTokenizer, learn_wordpiece_vocabulary
 
     vocabulary_path = os.path.join(out_dir, "vocab.txt")
     if os.path.exists(vocabulary_path) and os.path.isdir(os.path.join(out_dir, "checkpoint")):
@@ -106,11 +107,6 @@ def run(text_paths, out_dir, preset="tiny", init_dir=None, steps=1000, steps_per
         import tensorflow as tf
 
         jit_compile = bool(tf.config.list_logical_devices("GPU"))
-    if jit_compile and distribution.num_replicas_in_sync > 1:
-        # XLA-compiled steps cannot reach the other replicas' variables (TF's "variable on a
-        # different device" limitation), so a mirrored run trains without XLA.
-        log("Training without XLA: jit_compile is not supported with several replicas")
-        jit_compile = False
     with distribution.scope():
         model = BertMaskedLM(encoder)
         model(next(iter(train))[0])  # built before fit, as checkpoint restoring needs

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tfpretrain.text import RESERVED_TOKENS, WordPieceTokenizer, learn_wordpiece_vocabulary
 from tfpretrain.text.readers import read_text
-from tfpretrain.text.wordpiece import load_vocabulary, save_vocabulary
+from tfpretrain.text.vocabulary import load_vocabulary, save_vocabulary
 
 tokenizers = pytest.importorskip("tokenizers", reason="Hugging Face tokenizers is the oracle")
 
@@ -185,10 +185,10 @@ def test_vocabulary_without_unk_is_rejected():
 
 def test_save_and_load_vocabulary(tmp_path):
     tokens = RESERVED_TOKENS + ["a", "##b", "ü"]
-    save_vocabulary(tmp_path / "vocab.txt", tokens)
+    save_vocabulary(tokens, tmp_path / "vocab.txt")
     assert load_vocabulary(tmp_path / "vocab.txt") == tokens
     with pytest.raises(ValueError, match="line break"):
-        save_vocabulary(tmp_path / "bad.txt", ["a\nb"])
+        save_vocabulary(["a\nb"], tmp_path / "bad.txt")
     (tmp_path / "gap.txt").write_text("a\n\nb\n", encoding="utf-8")
     with pytest.raises(ValueError, match="gap.txt:2"):
         load_vocabulary(tmp_path / "gap.txt")

@@ -33,16 +33,30 @@ def build_vocabulary(token_lists, min_count=1, max_size=None, reserved=()):
 
 
 def save_vocabulary(words, path):
-    """Writes one token per line (UTF-8). Tokens may not contain newlines."""
-    for word in words:
-        if "\n" in word or "\r" in word:
-            raise ValueError(f"vocabulary token {word!r} contains a line break and cannot be saved")
+    """Writes one token per line (UTF-8), line i holding id i: the layout of a BERT ``vocab.txt``.
+
+    Tokens may not be empty or contain line breaks (either would shift every later id).
+    """
+    for i, word in enumerate(words):
+        if not word or "\n" in word or "\r" in word:
+            raise ValueError(f"vocabulary token {i} ({word!r}) is empty or contains a line break; "
+                             "a vocabulary file holds one non-empty token per line")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(word + "\n" for word in words)
 
 
 def load_vocabulary(path):
-    """Reads a vocabulary written by `save_vocabulary`."""
+    """Reads a vocabulary written by `save_vocabulary`, or a Hugging Face ``vocab.txt``.
+
+    Raises:
+        ValueError: naming ``path:line`` for an empty line before the last token.
+    """
     with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f]
+        tokens = [line.rstrip("\r\n") for line in f]
+    while tokens and not tokens[-1]:
+        tokens.pop()
+    for number, token in enumerate(tokens, start=1):
+        if not token:
+            raise ValueError(f"{path}:{number}: empty vocabulary line; expected one token per line")
+    return tokens

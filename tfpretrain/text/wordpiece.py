@@ -33,6 +33,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from tfpretrain.text.vocabulary import load_vocabulary
+
 PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 RESERVED_TOKENS = [PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN]
 CONTINUATION_PREFIX = "##"
@@ -67,29 +69,6 @@ def normalize_bert_text(texts, lowercase=True, strip_accents=None):
     if lowercase:
         texts = tf.strings.lower(texts, encoding="utf-8")
     return texts
-
-
-def save_vocabulary(path, tokens):
-    """Writes a WordPiece vocabulary as Hugging Face's ``vocab.txt``: one token per line, line i = id i."""
-    for i, token in enumerate(tokens):
-        if not token or "\n" in token or "\r" in token:
-            raise ValueError(f"vocabulary token {i} ({token!r}) is empty or contains a line break; "
-                             "vocab.txt holds one non-empty token per line")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(token + "\n" for token in tokens)
-
-
-def load_vocabulary(path):
-    """Reads a ``vocab.txt`` (one token per line, line i = id i), e.g. a Hugging Face BERT checkpoint's."""
-    with open(path, encoding="utf-8") as f:
-        tokens = [line.rstrip("\r\n") for line in f]
-    while tokens and not tokens[-1]:
-        tokens.pop()
-    for number, token in enumerate(tokens, start=1):
-        if not token:
-            raise ValueError(f"{path}:{number}: empty vocabulary line; expected one token per line")
-    return tokens
 
 
 def learn_wordpiece_vocabulary(texts, vocabulary_size, lowercase=True, reserved_tokens=RESERVED_TOKENS):

@@ -155,7 +155,7 @@ def import_hf(from_dir, out_dir):
     from safetensors.numpy import load_file
 
     from tfpretrain.models.bert.encoder import BertEncoder
-    from tfpretrain.text.wordpiece import load_vocabulary
+    from tfpretrain.text.vocabulary import load_vocabulary
 
     for name in (HF_CONFIG_FILE, HF_WEIGHTS_FILE, HF_VOCABULARY_FILE):
         if not os.path.exists(os.path.join(from_dir, name)):

@@ -109,11 +109,14 @@ class BertMaskedLM(keras.Model):
             optimizer=optimizer, loss=loss, weighted_metrics=weighted_metrics, jit_compile=jit_compile, **kwargs
         )
 
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        nll = keras.losses.sparse_categorical_crossentropy(y, y_pred, from_logits=True)  # (batch, max_selections)
-        weights = ops.ones_like(nll) if sample_weight is None else ops.cast(sample_weight, nll.dtype)
-        self.perplexity.update_state(ops.sum(nll * weights), ops.sum(weights))
-        return super().compute_metrics(x, y, y_pred, sample_weight)
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        # The loss is the mean NLL over the weighted selections: perplexity reuses it rather
+        # than running a second log-softmax over (batch, max_selections, vocabulary) logits.
+        loss = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+        weights = ops.ones(ops.shape(y), "float32") if sample_weight is None else ops.cast(sample_weight, "float32")
+        total = ops.sum(weights)
+        self.perplexity.update_state(ops.cast(loss, "float32") * total, total)
+        return loss
 
     def get_config(self):
         return {

@@ -32,7 +32,7 @@ def save_bert(out_dir, encoder, tokenizer):
     >>> save_bert("runs/bert-mini", encoder, tokenizer)
     >>> encoder, tokenizer = load_bert("runs/bert-mini")
     """
-    from tfpretrain.text.wordpiece import save_vocabulary
+    from tfpretrain.text.vocabulary import save_vocabulary
 
     vocabulary = list(tokenizer.vocabulary)
     if len(vocabulary) > encoder.vocabulary_size:
@@ -44,7 +44,7 @@ def save_bert(out_dir, encoder, tokenizer):
     with open(os.path.join(out_dir, ENCODER_CONFIG_FILE), "w", encoding="utf-8") as f:
         json.dump(encoder.constructor_config(), f, indent=2)
     encoder.save_weights(os.path.join(out_dir, ENCODER_WEIGHTS_FILE))
-    save_vocabulary(os.path.join(out_dir, VOCABULARY_FILE), vocabulary)
+    save_vocabulary(vocabulary, os.path.join(out_dir, VOCABULARY_FILE))
     strip_accents = None if tokenizer.strip_accents is None else bool(tokenizer.strip_accents)
     with open(os.path.join(out_dir, TOKENIZER_CONFIG_FILE), "w", encoding="utf-8") as f:
         json.dump({"lowercase": bool(tokenizer.lowercase), "strip_accents": strip_accents}, f, indent=2)
@@ -74,7 +74,8 @@ def load_bert(directory, dtype=None):
         ``tf.distribute`` strategy's scope to place the variables there.
     """
     from tfpretrain.models.bert.encoder import BertEncoder
-    from tfpretrain.text.wordpiece import WordPieceTokenizer, load_vocabulary
+    from tfpretrain.text.vocabulary import load_vocabulary
+    from tfpretrain.text.wordpiece import WordPieceTokenizer
 
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"BERT directory {directory} does not exist")
