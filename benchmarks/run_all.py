@@ -5,7 +5,11 @@ import subprocess
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-BENCHMARKS = ["crf_benchmark.py", "tagger_benchmark.py"]
+BENCHMARKS = [
+    "crf_benchmark.py", "tagger_benchmark.py",  # CRF and the ELMo-style tagger
+    "wordpiece_benchmark.py", "bert_mlm_benchmark.py", "bert_finetune_benchmark.py",  # BERT
+    "gpt_benchmark.py", "awd_lstm_benchmark.py", "ulmfit_benchmark.py",  # GPT and ULMFiT
+]
 
 if __name__ == "__main__":
     failed = [name for name in BENCHMARKS if subprocess.call([sys.executable, str(HERE / name)]) != 0]

@@ -1,10 +1,14 @@
-"""What the BERT fine-tuning jobs share: task data, tf.data encoding, the model directory, scoring.
+"""What the fine-tuning jobs share: task data, tf.data encoding, the model directory, scoring.
 
-A fine-tuned model directory is a BERT directory (``encoder.json``,
-``encoder.weights.h5``, ``vocab.txt``, ``tokenizer.json``; `load_bert` reads it, so
-a fine-tuned encoder can seed another fine-tune) plus ``task.json`` (task,
-labels, sequence length, head options, dev scores) and ``head.weights.npz``
-(the weights of the layers on top of the encoder, by layer name).
+A fine-tune starts from a BERT directory (`load_bert`) or a GPT directory
+(`load_gpt`); ``options["architecture"]`` ("bert" or "gpt") says which. A
+fine-tuned model directory is such a directory (so a fine-tuned encoder can
+seed another fine-tune) plus ``task.json`` (task, labels, sequence length,
+head options, dev scores) and ``head.weights.npz`` (the weights of the layers
+on top of the encoder, by layer name).
+
+BERT takes classify, pair, tag and qa; GPT takes classify, pair, similarity
+and choice, rewritten as `tfpretrain.text.gpt_transforms` describes.
 """
 
 import dataclasses
@@ -19,10 +23,11 @@ from tfpretrain.models.bert.classifier import build_sequence_classifier
 from tfpretrain.models.bert.token_tagger import build_token_tagger
 from tfpretrain.pipelines.evaluate import score as score_tags
 from tfpretrain.text.readers import detect_scheme, read_tagged, to_iob2
-from tfpretrain.text.task_readers import check_labels, label_set, read_task_tsv
+from tfpretrain.text.task_readers import check_labels, label_set, read_choice_tsv, read_task_tsv
 
-TASKS = ("classify", "pair", "qa", "tag")
-TEXT_TASKS = {"classify": 1, "pair": 2}  # task -> number of texts per example
+TASKS = ("classify", "pair", "qa", "tag", "similarity", "choice")
+TEXT_TASKS = {"classify": 1, "pair": 2, "similarity": 2, "choice": None}  # task -> texts per example (None: any)
+ARCHITECTURE_TASKS = {"bert": ("classify", "pair", "qa", "tag"), "gpt": ("classify", "pair", "similarity", "choice")}
 SCHEME_CONSTRAINTS = {"IOB2": "BIO", "IOBES": "IOBES"}
 TASK_FILE = "task.json"
 HEAD_WEIGHTS_FILE = "head.weights.npz"
@@ -41,11 +46,25 @@ def tag_format(path, format=None):  # noqa: A002 (the CLI's option name)
 
 
 def read_text_examples(task, path, format=None, column=None):  # noqa: A002
-    """Reads a classify / pair TSV file; ``column`` overrides the label column (index or header name)."""
+    """Reads a classify / pair / similarity / choice TSV file; ``column`` overrides the label column."""
     if format not in (None, "tsv"):
         raise ValueError(f"--format {format!r} does not apply to task {task!r}; its files are TSV "
-                         "(label<TAB>text, or sentence1<TAB>sentence2<TAB>label); leave --format out")
+                         "(label<TAB>text, sentence1<TAB>sentence2<TAB>label, or "
+                         "context<TAB>choice_0<TAB>...<TAB>label); leave --format out")
+    if task == "choice":
+        if column is not None:
+            raise ValueError("--column does not apply to --task choice: the label is the last column")
+        return read_choice_tsv(path)
     return read_task_tsv(path, TEXT_TASKS[task], label_column=column)
+
+
+def _choice_labels(train_path, train, dev_path, dev):
+    """The labels of a choice task, "0" .. "K-1", checking that both files have K choices."""
+    counts = {len(e.texts) - 1 for e in train} | {len(e.texts) - 1 for e in dev}
+    if len(counts) > 1:
+        raise ValueError(f"{train_path} and {dev_path} have different numbers of choices ({sorted(counts)}); "
+                         "a choice model scores a fixed number of answers")
+    return [str(k) for k in range(counts.pop())]
 
 
 def tag_list(*sentence_lists):
@@ -65,6 +84,11 @@ def read_tag_sentences(path, format=None, column=None, to_iob2_scheme=True):  # 
     return sentences
 
 
+_TSV_LAYOUTS = {"classify": "label<TAB>text", "pair": "sentence1<TAB>sentence2<TAB>label",
+                "similarity": "sentence1<TAB>sentence2<TAB>label",
+                "choice": "context<TAB>choice_0<TAB>...<TAB>choice_k<TAB>label"}
+
+
 def read_task_data(task, train_path, dev_path, format=None, column=None):  # noqa: A002
     """Reads the training and dev data of a classify / pair / tag task.
 
@@ -80,9 +104,8 @@ def read_task_data(task, train_path, dev_path, format=None, column=None):  # noq
         dev = read_text_examples(task, dev_path, format, column)
         for path, examples in ((train_path, train), (dev_path, dev)):
             if not examples:
-                raise ValueError(f"{path}: no examples found; expected TSV lines like "
-                                 f"{'label<TAB>text' if task == 'classify' else 'sentence1<TAB>sentence2<TAB>label'}")
-        labels = label_set(train)
+                raise ValueError(f"{path}: no examples found; expected TSV lines like {_TSV_LAYOUTS[task]}")
+        labels = _choice_labels(train_path, train, dev_path, dev) if task == "choice" else label_set(train)
         if len(labels) < 2:
             raise ValueError(f"{train_path}: only the label {labels[0]!r} occurs; a classifier needs at least "
                              "two labels in the training data")
@@ -100,7 +123,14 @@ def read_task_data(task, train_path, dev_path, format=None, column=None):  # noq
 
 
 def input_dtypes(model):
-    """The dtype of each named input of ``model`` (datasets cast their features to match)."""
+    """The dtype of each named input of ``model`` (datasets cast their features to match).
+
+    `GptTransferModel` (subclassed: no symbolic inputs) takes int32 ids and mask.
+    """
+    from tfpretrain.models.gpt.transfer import GptTransferModel
+
+    if isinstance(model, GptTransferModel):
+        return {"token_ids": "int32", "padding_mask": "int32"}
     return {name: tensor.dtype for name, tensor in model.input.items()}
 
 
@@ -142,10 +172,12 @@ def encode_words(tokenizer, words, sequence_length):
 
 
 def text_dataset(examples, tokenizer, sequence_length, batch_size, input_dtypes, labels=None,
-                 shuffle=False, seed=0):
-    """``(x, label_id, truncated)`` batches for classify / pair examples (label_id -1 if unknown).
+                 shuffle=False, seed=0, gpt_task=None):
+    """``(x, label_id, truncated)`` batches for classify / pair / similarity / choice examples (label_id -1 if unknown).
 
-    ``examples``: `TextExample`s, or tuples of 1 or 2 strings.
+    ``examples``: `TextExample`s, or tuples of strings. BERT packs them as
+    ``[CLS] a [SEP] (b [SEP])``; with ``gpt_task`` they become GPT transfer
+    sequences (`tfpretrain.text.gpt_transforms.encode_gpt_inputs`).
     """
     columns = list(zip(*[getattr(e, "texts", e) for e in examples]))
     index = {label: i for i, label in enumerate(labels or [])}
@@ -157,7 +189,12 @@ def text_dataset(examples, tokenizer, sequence_length, batch_size, input_dtypes,
         data = data.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
 
     def encode(texts, label_ids):
-        packed, truncated = encode_texts(tokenizer, texts, sequence_length)
+        if gpt_task:
+            from tfpretrain.text.gpt_transforms import encode_gpt_inputs
+
+            packed, truncated = encode_gpt_inputs(tokenizer, gpt_task, texts, sequence_length)
+        else:
+            packed, truncated = encode_texts(tokenizer, texts, sequence_length)
         return _cast(packed, input_dtypes), label_ids, truncated
 
     return data.batch(batch_size).map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -197,7 +234,8 @@ def task_dataset(task, examples, tokenizer, model, options, batch_size, shuffle=
                   input_dtypes=input_dtypes(model), shuffle=shuffle, seed=seed)
     if task == "tag":
         return word_dataset(examples, tags=options["tags"], **common)
-    return text_dataset(examples, labels=options["labels"], **common)
+    gpt_task = task if options.get("architecture") == "gpt" else None
+    return text_dataset(examples, labels=options["labels"], gpt_task=gpt_task, **common)
 
 
 def without_info(data):
@@ -216,8 +254,15 @@ def count_truncated(data):
 
 
 def build_task_model(task, encoder, options):
-    """The classify / pair / tag model for ``options`` (as stored in task.json)."""
+    """The model of a task on ``encoder`` for ``options`` (as stored in task.json)."""
     sequence_length = options["sequence_length"]
+    if options.get("architecture") == "gpt":
+        from tfpretrain.models.gpt.transfer import GptTransferModel
+
+        model = GptTransferModel(encoder, task, num_classes=len(options["labels"]),
+                                 lm_loss_weight=options.get("lm_loss_weight", 0.5), name=f"{task}_model")
+        model.build()  # subclassed: built before its head weights load or a checkpoint restores
+        return model
     if task in TEXT_TASKS:
         return build_sequence_classifier(encoder, len(options["labels"]), sequence_length=sequence_length,
                                          name=f"{task}_model")
@@ -229,11 +274,32 @@ def _head_layers(model, encoder):
     return [layer for layer in model.layers if layer is not encoder and layer.weights]
 
 
-def load_init_encoder(init_dir, sequence_length):
-    """The encoder and tokenizer of the BERT directory a fine-tune starts from, checked against ``sequence_length``."""
-    from tfpretrain.models.bert.saving import load_bert
+def architecture_of(model_dir):
+    """"gpt" for a GPT directory (``decoder.json``), else "bert"."""
+    from tfpretrain.models.gpt import is_gpt_dir
 
-    encoder, tokenizer = load_bert(init_dir)
+    return "gpt" if is_gpt_dir(model_dir) else "bert"
+
+
+def check_architecture(task, architecture, init_dir):
+    """Raises a clear error when the model in ``init_dir`` cannot do ``task``."""
+    if task not in ARCHITECTURE_TASKS[architecture]:
+        other = "gpt" if architecture == "bert" else "bert"
+        raise ValueError(f"--task {task} needs a {other.upper()} directory (tfpretrain pretrain-{other}"
+                         f"{' or import-hf' if other == 'bert' else ''}); {init_dir} holds a "
+                         f"{architecture.upper()} model, which does {', '.join(ARCHITECTURE_TASKS[architecture])}")
+
+
+def _load_pretrained(model_dir):
+    from tfpretrain.models.bert.saving import load_bert
+    from tfpretrain.models.gpt import load_gpt
+
+    return (load_gpt if architecture_of(model_dir) == "gpt" else load_bert)(model_dir)
+
+
+def load_init_encoder(init_dir, sequence_length):
+    """The encoder (BERT) or decoder (GPT) and tokenizer a fine-tune starts from, checked against ``sequence_length``."""
+    encoder, tokenizer = _load_pretrained(init_dir)
     if sequence_length > encoder.max_sequence_length:
         raise ValueError(f"sequence_length {sequence_length} exceeds the encoder's max_sequence_length "
                          f"{encoder.max_sequence_length} ({init_dir}); use --sequence-length "
@@ -248,7 +314,12 @@ def load_head_weights(model_dir, model, encoder):
         raise FileNotFoundError(f"{model_dir}: {HEAD_WEIGHTS_FILE} is missing; the fine-tuned model directory "
                                 "is incomplete (fine-tune again with `tfpretrain finetune --out DIR`).")
     with np.load(head_path) as stored:
-        for layer in _head_layers(model, encoder):
+        layers = _head_layers(model, encoder)
+        expected = {f"{layer.name}/{i}" for layer in layers for i in range(len(layer.weights))}
+        if set(stored.files) != expected:
+            raise ValueError(f"{head_path} holds {sorted(stored.files)} but the model's head has {sorted(expected)}; "
+                             "task.json and the weights do not match")
+        for layer in layers:
             weights = []
             for i, variable in enumerate(layer.weights):
                 key = f"{layer.name}/{i}"
@@ -273,11 +344,12 @@ def record_run(options, *, train_path, dev_path, init_dir, tokenizer, encoder, s
 
 
 def save_task_model(out_dir, model, encoder, tokenizer, options):
-    """Writes the BERT directory of the fine-tuned encoder, the head weights and task.json."""
+    """Writes the BERT (or GPT) directory of the fine-tuned encoder, the head weights and task.json."""
     from tfpretrain.models.bert.saving import save_bert
+    from tfpretrain.models.gpt import save_gpt
 
     os.makedirs(out_dir, exist_ok=True)
-    save_bert(out_dir, encoder, tokenizer)
+    (save_gpt if options.get("architecture") == "gpt" else save_bert)(out_dir, encoder, tokenizer)
     head = {}
     for layer in _head_layers(model, encoder):
         for i, weight in enumerate(layer.get_weights()):
@@ -298,15 +370,14 @@ def read_task_options(model_dir):
 
 
 def load_task_model(model_dir):
-    """Returns ``(model, tokenizer, options)`` of a classify / pair / tag model saved by `save_task_model`."""
-    from tfpretrain.models.bert.saving import load_bert
-
+    """Returns ``(model, tokenizer, options)`` of a fine-tuned model (not qa) saved by `save_task_model`."""
     options = read_task_options(model_dir)
     task = options.get("task")
-    if task not in ("classify", "pair", "tag"):
-        raise ValueError(f"{os.path.join(model_dir, TASK_FILE)}: task {task!r}; expected classify, pair or tag "
-                         "(load question-answering models with tfpretrain.pipelines.finetune_qa)")
-    encoder, tokenizer = load_bert(model_dir)
+    if task not in TEXT_TASKS and task != "tag":
+        raise ValueError(f"{os.path.join(model_dir, TASK_FILE)}: task {task!r}; expected one of "
+                         f"{', '.join(list(TEXT_TASKS) + ['tag'])} (load question-answering models with "
+                         "tfpretrain.pipelines.finetune_qa)")
+    encoder, tokenizer = _load_pretrained(model_dir)
     model = build_task_model(task, encoder, options)
     load_head_weights(model_dir, model, encoder)
     return model, tokenizer, options
@@ -345,6 +416,16 @@ def predict_words(model, tokenizer, options, sentences, batch_size=32):
         kept = length - int(num_words_truncated[row])
         predicted.append([tags[i] for i in outputs["tag_ids"][row, :kept]] + ["O"] * (length - kept))
     return predicted, num_words_truncated
+
+
+def label_predictions(texts, probabilities, labels):
+    """One ``{"text", "label", "score", "probabilities": {label: p}}`` per text, the label the most probable."""
+    results = []
+    for text, row in zip(texts, probabilities):
+        best = int(np.argmax(row))
+        results.append({"text": text, "label": labels[best], "score": float(row[best]),
+                        "probabilities": {label: float(p) for label, p in zip(labels, row)}})
+    return results
 
 
 def macro_f1(gold, predicted):

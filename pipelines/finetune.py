@@ -1,9 +1,13 @@
-"""Fine-tune a BERT encoder on a task (``tfpretrain finetune``), evaluate and use the result.
+"""Fine-tune a BERT encoder or a GPT decoder on a task (``tfpretrain finetune``), evaluate and use the result.
 
 Tasks: ``classify`` (one text, TSV ``label<TAB>text`` as SST-2), ``pair`` (two
 texts, TSV ``sentence1<TAB>sentence2<TAB>label`` as RTE), ``tag`` (one tag per
 word, the tagger's file formats; softmax or, with ``crf=True``, BERT-CRF) and
-``qa`` (SQuAD spans; handed to `tfpretrain.pipelines.finetune_qa`).
+``qa`` (SQuAD spans; handed to `tfpretrain.pipelines.finetune_qa`) from a BERT
+directory; ``classify``, ``pair``, ``similarity`` (a pair file, both orders
+read) and ``choice`` (TSV ``context<TAB>choice_0<TAB>...<TAB>label``, see
+`tfpretrain.text.task_readers.read_choice_tsv`) from a GPT directory, with
+the input rewriting of GPT-1 (`tfpretrain.text.gpt_transforms`).
 
 Example:
 
@@ -19,14 +23,16 @@ import os
 import warnings
 
 import keras
-import numpy as np
 
 from tfpretrain.pipelines.bert_tasks import (
     SCHEME_CONSTRAINTS,
     TASKS,
     TEXT_TASKS,
+    architecture_of,
     build_task_model,
+    check_architecture,
     count_truncated,
+    label_predictions,
     load_task_model,
     predict_texts,
     predict_words,
@@ -75,8 +81,8 @@ def _compile(model, task, options, learning_rate, total_steps):
 def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=None, crf=False,  # noqa: A002
         sequence_length=None, epochs=None, batch_size=None, learning_rate=5e-5, max_train_examples=None, seed=0,
         strategy="default", logical_cpus=None, doc_stride=None, max_query_length=None, max_answer_length=None,
-        verbose=1, log=print):
-    """Fine-tunes the BERT encoder in ``init_dir`` with a task head; saves it to ``out_dir``.
+        lm_loss_weight=None, verbose=1, log=print):
+    """Fine-tunes the BERT encoder or GPT decoder in ``init_dir`` with a task head; saves it to ``out_dir``.
 
     Training is `fit_resumable`: a checkpoint per epoch under ``out_dir``, and
     the same call after an interruption continues from the last finished
@@ -84,9 +90,11 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
     10% of the steps, then linear decay to 0).
 
     Args:
-        task: "classify", "pair", "tag" or "qa".
+        task: "classify", "pair", "tag" or "qa" (BERT); "classify", "pair",
+            "similarity" or "choice" (GPT).
         init_dir: a BERT directory (`tfpretrain.models.bert.load_bert`), e.g.
-            from ``pretrain-bert``, ``import-hf`` or an earlier fine-tune.
+            from ``pretrain-bert``, ``import-hf`` or an earlier fine-tune, or a
+            GPT directory (`tfpretrain.models.gpt.load_gpt`, from ``pretrain-gpt``).
         train_path, dev_path: labelled files (TSV for classify / pair; the
             tagger's formats for tag; SQuAD JSON for qa).
         out_dir: where the fine-tuned model directory is written.
@@ -105,12 +113,18 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
         strategy, logical_cpus: see `tfpretrain.training.distribute.get_strategy`.
         doc_stride, max_query_length, max_answer_length: qa only (see
             `tfpretrain.pipelines.finetune_qa.run`; None: its defaults).
+        lm_loss_weight: GPT only: weight of the auxiliary language-model loss
+            (GPT-1's lambda; None: 0.5; 0 turns it off).
 
     Returns:
         The dev scores (see `evaluate`) plus ``train_loss`` (last epoch) and
         ``train_examples_per_second``.
     """
     _check_task(task)
+    architecture = architecture_of(init_dir)
+    check_architecture(task, architecture, init_dir)
+    if lm_loss_weight is not None and architecture != "gpt":
+        raise ValueError(f"--lm-loss-weight is for GPT models; {init_dir} holds a BERT encoder")
     if task == "qa":
         if crf or format not in (None, "json", "squad") or column is not None:
             raise ValueError("--crf, --format and --column do not apply to --task qa (SQuAD JSON files)")
@@ -138,7 +152,9 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
     train, dev, options = read_task_data(task, train_path, dev_path, format, column)
     if max_train_examples is not None:
         train = train[:max_train_examples]
-    options.update(task=task, sequence_length=int(sequence_length))
+    options.update(task=task, sequence_length=int(sequence_length), architecture=architecture)
+    if architecture == "gpt":
+        options.update(lm_loss_weight=0.5 if lm_loss_weight is None else float(lm_loss_weight))
     if task == "tag":
         options.update(crf=bool(crf), constraint=SCHEME_CONSTRAINTS.get(options["scheme"]) if crf else None)
     what = "labels" if task in TEXT_TASKS else f"tags ({options['scheme']})"
@@ -211,37 +227,35 @@ def predict(model_dir, texts, batch_size=32):
     """Predictions of a fine-tuned classify / pair / tag model, one dict per input, in order.
 
     Args:
-        texts: classify: strings; pair: ``(text_a, text_b)`` tuples; tag:
-            strings (split into words by `tfpretrain.text.tokenize`) or lists
-            of words.
+        texts: classify: strings; pair, similarity: ``(text_a, text_b)``
+            tuples; choice: ``(context, choice_0, ..., choice_k)`` tuples;
+            tag: strings (split into words by `tfpretrain.text.tokenize`) or
+            lists of words.
 
     Returns:
-        classify / pair: ``{"text", "label", "score", "probabilities": {label: p}}``;
+        classify / pair / similarity / choice: ``{"text", "label", "score",
+        "probabilities": {label: p}}`` (choice: the label is the index of the
+        chosen answer, "0", "1", ...);
         tag: ``{"text", "tokens", "tags"}`` (words cut by truncation get "O").
     """
     model, tokenizer, options = load_task_model(model_dir)
-    task = options["task"]
+    task, labels = options["task"], options.get("labels")
     texts = list(texts)
     if not texts:
         return []
     if task == "tag":
         return _predict_tags(model, tokenizer, options, texts, batch_size)
-    expected = TEXT_TASKS[task]
+    expected = TEXT_TASKS[task] or len(labels) + 1  # choice: the context and one text per choice
+    shapes = {1: "a string", 2: "a (text_a, text_b) pair of strings"}
     inputs = []
     for i, text in enumerate(texts):
         parts = (text,) if isinstance(text, str) else tuple(text)
         if len(parts) != expected or not all(isinstance(p, str) for p in parts):
             raise ValueError(f"texts[{i}] is {text!r}; task {task!r} expects "
-                             f"{'a string' if expected == 1 else 'a (text_a, text_b) pair of strings'}")
+                             f"{shapes.get(expected, f'a (context, {expected - 1} choices) tuple of strings')}")
         inputs.append(parts)
     probabilities, _, _ = predict_texts(model, tokenizer, options, inputs, batch_size)
-    labels = options["labels"]
-    results = []
-    for text, row in zip(texts, probabilities):
-        best = int(np.argmax(row))
-        results.append({"text": text, "label": labels[best], "score": float(row[best]),
-                        "probabilities": {label: float(p) for label, p in zip(labels, row)}})
-    return results
+    return label_predictions(texts, probabilities, labels)
 
 
 def _predict_tags(model, tokenizer, options, texts, batch_size):

@@ -31,3 +31,15 @@ def test_readme_bert_word_vectors_example_runs(tmp_path, monkeypatch):
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert tuple(namespace["vectors"].shape) == (1, 5, 1536)
+
+
+def test_readme_gpt_example_runs(shared_data, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    source = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", source, re.S) if "GptCausalLM" in b)
+    code = block.replace("steps_per_epoch=100", "steps_per_epoch=20")
+    assert "steps_per_epoch=20" in code
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["lm"].optimizer.iterations.numpy() == 20
+    assert namespace["lm"].generate(["the food was"], max_new_tokens=3)[0].startswith("the food was")

@@ -33,6 +33,36 @@ def _add_strategy(parser):
                         help="split the CPU into N logical devices (to try --strategy mirrored without a GPU)")
 
 
+def _add_transformer_pretraining(parser, kind, presets):
+    """The options pretrain-bert and pretrain-gpt share."""
+    parser.add_argument("--text", nargs="+", required=True, metavar="FILE",
+                        help="plain text (one sentence or paragraph per line) or CoNLL-U files; streamed")
+    parser.add_argument("--out", required=True, metavar="DIR")
+    parser.add_argument("--preset", default="tiny", help=presets)
+    parser.add_argument("--init", metavar="DIR", help=f"continue pretraining this {kind} directory (keeps its vocabulary)")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps-per-epoch", type=int, default=None,
+                        help="steps between held-out evaluations and checkpoints (default min(steps, 500))")
+    parser.add_argument("--vocabulary-size", type=int, default=8000)
+    parser.add_argument("--cased", action="store_true", help="keep case and accents (default: lower-case)")
+    parser.add_argument("--sequence-length", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--xla", choices=("auto", "on", "off"), default="auto",
+                        help="compile the train step with XLA (auto: on with a GPU; on 2 CPU cores XLA measured slower)")
+    _add_strategy(parser)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _transformer_pretraining_options(args):
+    """The keyword arguments of pretrain_bert.run / pretrain_gpt.run from the shared options."""
+    return dict(preset=args.preset, init_dir=args.init, steps=args.steps, steps_per_epoch=args.steps_per_epoch,
+                vocabulary_size=args.vocabulary_size, lowercase=not args.cased, sequence_length=args.sequence_length,
+                batch_size=args.batch_size, learning_rate=args.learning_rate,
+                jit_compile={"auto": "auto", "on": True, "off": False}[args.xla], strategy=args.strategy,
+                logical_cpus=args.logical_cpus, seed=args.seed, verbose=_verbosity())
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="tfpretrain", description="Transfer-learning recipes for NLP on TensorFlow / Keras 3.")
@@ -66,23 +96,22 @@ def build_parser():
     p.add_argument("--out", required=True, metavar="DIR")
 
     p = commands.add_parser("pretrain-bert", help="pretrain a BERT encoder with masked-LM on raw text")
-    p.add_argument("--text", nargs="+", required=True, metavar="FILE",
-                   help="plain text (one sentence or paragraph per line) or CoNLL-U files; streamed")
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--preset", default="tiny", help="tiny, mini, small, medium, base or large")
-    p.add_argument("--init", metavar="DIR", help="continue pretraining this BERT directory (keeps its vocabulary)")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--steps-per-epoch", type=int, default=None,
-                   help="steps between held-out evaluations and checkpoints (default min(steps, 500))")
-    p.add_argument("--vocabulary-size", type=int, default=8000)
-    p.add_argument("--cased", action="store_true", help="keep case and accents (default: lower-case, as uncased BERT)")
-    p.add_argument("--sequence-length", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--learning-rate", type=float, default=5e-4)
+    _add_transformer_pretraining(p, "BERT", "tiny, mini, small, medium, base or large")
     p.add_argument("--whole-word", action="store_true", help="mask all pieces of a word together")
-    p.add_argument("--xla", choices=("auto", "on", "off"), default="auto",
-                   help="compile the train step with XLA (auto: on with a GPU; on 2 CPU cores XLA measured slower)")
-    _add_strategy(p)
+
+    p = commands.add_parser("pretrain-gpt", help="pretrain a GPT decoder (next-word-piece prediction) on raw text")
+    _add_transformer_pretraining(p, "GPT", "tiny, mini, small or base (12 x 768, GPT-1's size)")
+
+    p = commands.add_parser("generate", help="continue prompts with a GPT directory (arguments, or stdin lines)")
+    p.add_argument("--model", required=True, metavar="DIR", help="a GPT directory (pretrain-gpt)")
+    p.add_argument("prompt", nargs="*", metavar="PROMPT")
+    p.add_argument("--max-new-tokens", type=int, default=30, help="word pieces to add at most (stops at [SEP])")
+    p.add_argument("--sampler", choices=("greedy", "top_k", "top_p"), default="greedy")
+    p.add_argument("--k", type=int, default=10, help="top_k: sample among the k likeliest pieces")
+    p.add_argument("--p", type=float, default=0.9, help="top_p: sample within this probability mass")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--no-cache", action="store_true",
+                   help="recompute the whole prefix for every token (slow; the reference for the key/value cache)")
     p.add_argument("--seed", type=int, default=0)
 
     p = commands.add_parser("import-hf", help="import a Hugging Face BERT directory (config.json, "
@@ -90,11 +119,14 @@ def build_parser():
     p.add_argument("--from", dest="from_dir", required=True, metavar="DIR")
     p.add_argument("--out", required=True, metavar="DIR")
 
-    p = commands.add_parser("finetune", help="fine-tune a BERT directory for classify, pair, qa or tag")
-    p.add_argument("--task", required=True, choices=("classify", "pair", "qa", "tag"),
-                   help="classify: TSV label<TAB>text; pair: TSV sentence1<TAB>sentence2<TAB>label; "
-                        "qa: SQuAD v1.1 JSON; tag: --format files")
-    p.add_argument("--init", required=True, metavar="DIR", help="a BERT directory (import-hf or pretrain-bert)")
+    p = commands.add_parser("finetune", help="fine-tune a BERT directory (classify, pair, qa, tag) or a GPT "
+                                             "directory (classify, pair, similarity, choice)")
+    p.add_argument("--task", required=True, choices=("classify", "pair", "qa", "tag", "similarity", "choice"),
+                   help="classify: TSV label<TAB>text; pair, similarity: TSV sentence1<TAB>sentence2<TAB>label; "
+                        "qa: SQuAD v1.1 JSON; tag: --format files; choice: TSV "
+                        "context<TAB>choice_0<TAB>...<TAB>choice_k<TAB>label (label = index of the right choice)")
+    p.add_argument("--init", required=True, metavar="DIR",
+                   help="a BERT directory (import-hf or pretrain-bert) or a GPT directory (pretrain-gpt)")
     p.add_argument("--train", required=True, metavar="FILE")
     p.add_argument("--dev", required=True, metavar="FILE")
     p.add_argument("--out", required=True, metavar="DIR")
@@ -111,6 +143,8 @@ def build_parser():
     p.add_argument("--doc-stride", type=int, default=None, help="qa: overlap step of context windows")
     p.add_argument("--max-answer-length", type=int, default=None, help="qa: longest answer in word pieces")
     p.add_argument("--max-train-examples", type=int, default=None, help="use only the first N training examples")
+    p.add_argument("--lm-loss-weight", type=float, default=None,
+                   help="GPT: weight of the auxiliary language-model loss (default 0.5; 0: off)")
     _add_strategy(p)
     p.add_argument("--seed", type=int, default=0)
 
@@ -123,6 +157,42 @@ def build_parser():
     p.add_argument("--sentence-pooling", choices=("mean", "cls"), default="mean")
     p.add_argument("--sequence-length", type=int, default=128)
     p.add_argument("--out", metavar="FILE.npz", help="write the vectors here instead of JSON lines")
+
+    p = commands.add_parser("ulmfit", help="ULMFiT: general LM -> domain LM -> classifier (each stage resumable)")
+    p.add_argument("--general-text", nargs="+", metavar="FILE",
+                   help="general-domain text or CoNLL-U files (stage general)")
+    p.add_argument("--domain-text", nargs="+", metavar="FILE",
+                   help="target-domain text (stage domain); default: the texts of --train, labels dropped")
+    p.add_argument("--train", required=True, metavar="FILE", help="TSV label<TAB>text (SST-2)")
+    p.add_argument("--dev", required=True, metavar="FILE")
+    p.add_argument("--out", required=True, metavar="DIR", help="writes OUT/general_lm, OUT/domain_lm, OUT/classifier")
+    p.add_argument("--stage", choices=("general", "domain", "classifier", "all"), default="all",
+                   help="run one stage alone (it reads the earlier stages' directories under --out)")
+    p.add_argument("--preset", default="small", help="AWD-LSTM size: tiny, small or paper (400 / 1150 / 3 layers)")
+    p.add_argument("--general-epochs", type=int, default=3)
+    p.add_argument("--general-steps-per-epoch", type=int, default=None)
+    p.add_argument("--domain-epochs", type=int, default=2)
+    p.add_argument("--domain-steps-per-epoch", type=int, default=None)
+    p.add_argument("--sequence-length", type=int, default=70, help="language-model BPTT length in words")
+    p.add_argument("--lm-batch-size", type=int, default=32)
+    p.add_argument("--general-learning-rate", type=float, default=None)
+    p.add_argument("--domain-learning-rate", type=float, default=None)
+    p.add_argument("--min-count", type=int, default=2, help="rarer words map to [UNK]")
+    p.add_argument("--max-vocabulary-size", type=int, default=60000)
+    p.add_argument("--epochs", type=int, default=6, help="classifier epochs")
+    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=0.01, help="classifier peak rate (of the top group)")
+    p.add_argument("--decay", type=float, default=2.6, help="discriminative rates: each lower group's divisor")
+    p.add_argument("--max-train-examples", type=int, default=None, help="use only the first N labelled examples")
+    p.add_argument("--no-gradual-unfreezing", action="store_true", help="ablation: train every group from epoch 1")
+    p.add_argument("--no-discriminative", action="store_true", help="ablation: one learning rate for every group")
+    p.add_argument("--schedule", choices=("slanted", "constant"), default="slanted",
+                   help="slanted triangular learning rates, or a constant rate (ablation)")
+    p.add_argument("--from-scratch", action="store_true", help="baseline: the classifier from random weights, no LM")
+    p.add_argument("--dropout-scale", type=float, default=1.0, help="multiplies every dropout rate")
+    p.add_argument("--column", default=None, help="the label column (header name or index)")
+    p.add_argument("--seed", type=int, default=0)
 
     p = commands.add_parser("evaluate", help="score a tagger or a fine-tuned model; the last line is JSON")
     p.add_argument("--model", required=True, metavar="DIR")
@@ -166,13 +236,21 @@ def _run(args):
     elif args.command == "pretrain-bert":
         from tfpretrain.pipelines import pretrain_bert
 
-        result = pretrain_bert.run(
-            args.text, args.out, preset=args.preset, init_dir=args.init, steps=args.steps,
-            steps_per_epoch=args.steps_per_epoch, vocabulary_size=args.vocabulary_size, lowercase=not args.cased,
-            sequence_length=args.sequence_length, batch_size=args.batch_size, learning_rate=args.learning_rate,
-            whole_word=args.whole_word, jit_compile={"auto": "auto", "on": True, "off": False}[args.xla], strategy=args.strategy,
-            logical_cpus=args.logical_cpus, seed=args.seed, verbose=_verbosity())
+        result = pretrain_bert.run(args.text, args.out, whole_word=args.whole_word,
+                                   **_transformer_pretraining_options(args))
         print(json.dumps(result))
+    elif args.command == "pretrain-gpt":
+        from tfpretrain.pipelines import pretrain_gpt
+
+        print(json.dumps(pretrain_gpt.run(args.text, args.out, **_transformer_pretraining_options(args))))
+    elif args.command == "generate":
+        from tfpretrain.pipelines import generate
+
+        prompts = args.prompt or [line.rstrip("\n") for line in sys.stdin]
+        texts = generate.run(args.model, prompts, max_new_tokens=args.max_new_tokens, sampler=args.sampler, k=args.k,
+                             p=args.p, temperature=args.temperature, seed=args.seed, use_cache=not args.no_cache)
+        for prompt, text in zip(prompts, texts):
+            print(json.dumps({"prompt": prompt, "generated": text}, ensure_ascii=False))
     elif args.command == "import-hf":
         from tfpretrain.pipelines import import_hf
 
@@ -182,7 +260,7 @@ def _run(args):
 
         options = {name: getattr(args, name) for name in (
             "epochs", "batch_size", "learning_rate", "sequence_length", "doc_stride", "max_answer_length",
-            "max_train_examples") if getattr(args, name) is not None}
+            "max_train_examples", "lm_loss_weight") if getattr(args, name) is not None}
         if args.crf and args.task != "tag":
             raise ValueError(f"--crf is for --task tag, not {args.task}")
         if args.task == "qa" and (args.format or args.column is not None):
@@ -205,8 +283,26 @@ def _run(args):
             print(json.dumps({"out": args.out, "texts": len(results)}))
         for result in results if not args.out else []:
             print(json.dumps(embed.to_json(result), ensure_ascii=False))
+    elif args.command == "ulmfit":
+        from tfpretrain.pipelines import ulmfit
+
+        names = ("preset", "general_epochs", "general_steps_per_epoch", "domain_epochs", "domain_steps_per_epoch",
+                 "sequence_length", "lm_batch_size", "general_learning_rate", "domain_learning_rate", "min_count",
+                 "max_vocabulary_size", "seed", "epochs", "steps_per_epoch", "batch_size", "learning_rate", "decay",
+                 "max_train_examples", "schedule", "from_scratch", "dropout_scale")
+        results = ulmfit.run(
+            args.general_text, args.domain_text, args.train, args.dev, args.out,
+            stages=ulmfit.STAGES if args.stage == "all" else [args.stage], column=_column(args.column),
+            gradual_unfreezing=False if args.no_gradual_unfreezing else None,
+            discriminative=False if args.no_discriminative else None,
+            **{name: getattr(args, name) for name in names})
+        print(json.dumps(results))
     elif args.command == "evaluate":
-        if os.path.exists(os.path.join(args.model, "task.json")):
+        from tfpretrain.pipelines import ulmfit
+
+        if ulmfit.is_classifier_dir(args.model):
+            scores = ulmfit.evaluate(args.model, args.data, column=_column(args.column))
+        elif os.path.exists(os.path.join(args.model, "task.json")):
             from tfpretrain.pipelines import finetune
 
             scores = finetune.evaluate(args.model, args.data, format=args.format, column=_column(args.column))

@@ -143,32 +143,49 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.output_layer_norm.build(input_shape)
         self.built = True
 
-    def _attention(self, x, padding_mask):
+    def _attention(self, x, attention_mask, cache=None, cache_update_index=None):
+        """Multi-head self-attention of ``x`` (batch, seq, hidden) -> ``(output, cache)``.
+
+        ``attention_mask``: None or bool, broadcastable to (batch, heads,
+        queries, keys), True where a query may attend to a key. With a
+        ``cache`` (batch, 2, max_length, heads, head_dim) the keys and values
+        of ``x`` are written into it from ``cache_update_index`` on and the
+        queries attend to all ``max_length`` cached positions (the mask says
+        which); the updated cache is returned (None without one).
+        """
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
         heads = (batch, length, self.num_heads, self.head_dim)
         query = ops.reshape(self.query_dense(x), heads)  # (batch, seq, heads, head_dim)
         key = ops.reshape(self.key_dense(x), heads)
         value = ops.reshape(self.value_dense(x), heads)
-        mask = None
-        if padding_mask is not None:
-            mask = ops.cast(padding_mask, "bool")[:, None, None, :]  # (batch, 1, 1, seq): which keys to attend to
-        context = ops.dot_product_attention(query, key, value, mask=mask)  # (batch, seq, heads, head_dim)
+        if cache is not None:
+            start = [0, cache_update_index, 0, 0]
+            key = ops.slice_update(cache[:, 0], start, key)  # (batch, max_length, heads, head_dim)
+            value = ops.slice_update(cache[:, 1], start, value)
+            cache = ops.stack([key, value], axis=1)  # (batch, 2, max_length, heads, head_dim)
+        context = ops.dot_product_attention(query, key, value, mask=attention_mask)  # (batch, seq, heads, head_dim)
         context = ops.reshape(context, (batch, length, self.hidden_dim))  # (batch, seq, hidden)
-        return self.attention_output_dense(context)
+        return self.attention_output_dense(context), cache
+
+    def _sublayers(self, x, attention_mask, training, cache=None, cache_update_index=None):
+        """Attention and feed-forward with their residuals and layer norms -> ``(output, cache)``."""
+        if self.norm_first:
+            attended, cache = self._attention(self.attention_layer_norm(x), attention_mask, cache, cache_update_index)
+            x = x + self.attention_dropout(attended, training=training)
+            fed = self.output_dense(self.intermediate_dense(self.output_layer_norm(x)))
+            return x + self.output_dropout(fed, training=training), cache
+        attended, cache = self._attention(x, attention_mask, cache, cache_update_index)
+        x = self.attention_layer_norm(x + self.attention_dropout(attended, training=training))
+        fed = self.output_dense(self.intermediate_dense(x))  # (batch, seq, intermediate) -> (batch, seq, hidden)
+        return self.output_layer_norm(x + self.output_dropout(fed, training=training)), cache
 
     def call(self, inputs, padding_mask=None, mask=None, training=None):
         if padding_mask is None:
             padding_mask = mask
-        x = inputs
-        if self.norm_first:
-            attended = self._attention(self.attention_layer_norm(x), padding_mask)
-            x = x + self.attention_dropout(attended, training=training)
-            fed = self.output_dense(self.intermediate_dense(self.output_layer_norm(x)))
-            return x + self.output_dropout(fed, training=training)
-        attended = self._attention(x, padding_mask)
-        x = self.attention_layer_norm(x + self.attention_dropout(attended, training=training))
-        fed = self.output_dense(self.intermediate_dense(x))  # (batch, seq, intermediate) -> (batch, seq, hidden)
-        return self.output_layer_norm(x + self.output_dropout(fed, training=training))
+        attention_mask = None
+        if padding_mask is not None:
+            attention_mask = ops.cast(padding_mask, "bool")[:, None, None, :]  # (batch, 1, 1, keys)
+        return self._sublayers(inputs, attention_mask, training)[0]
 
     def compute_mask(self, inputs, mask=None):
         return mask

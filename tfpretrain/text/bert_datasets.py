@@ -6,6 +6,10 @@ lines -> WordPiece ids in the graph -> one token stream, cut into
 pretraining data packs documents) -> ``[CLS] ... [SEP]`` -> shuffle buffer of
 sequences -> batch -> masked-LM corruption -> prefetch. Nothing holds more
 than the shuffle buffer, so corpora larger than memory stream through.
+
+The first half of that (`piece_sequences`: lines -> fixed-length windows of
+the piece stream) also feeds GPT's next-token data
+(`tfpretrain.text.lm_datasets.causal_lm_dataset`).
 """
 
 import os
@@ -40,6 +44,61 @@ def _line_batches(paths, split, heldout_every):
             yield chunk
 
     return tf.data.Dataset.from_generator(generate, output_signature=tf.TensorSpec([None], tf.string))
+
+
+def _check_split(split, heldout_every):
+    """Raises a ValueError unless ``split`` is one of `SPLITS` with a usable ``heldout_every``."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if split != "all" and (heldout_every is None or heldout_every < 2):
+        raise ValueError(f"split={split!r} needs heldout_every of at least 2, got {heldout_every}")
+
+
+def piece_sequences(paths, tokenizer, length, split="all", heldout_every=20, repeat=True, end_of_line_id=None):
+    """The word pieces of text files as one stream, cut into consecutive windows of ``length`` pieces.
+
+    Lines are read lazily (`tfpretrain.text.readers.read_text`), tokenised
+    in the graph a batch of lines at a time, and their pieces concatenated
+    across lines and files; the tail that does not fill a window is dropped.
+    A window may start or end mid-sentence, even mid-word.
+
+    Args:
+        paths: list of plain-text or CoNLL-U files.
+        tokenizer: a `tfpretrain.text.WordPieceTokenizer`.
+        length: int >= 1. Pieces per window.
+        split: ``"all"``, ``"train"`` or ``"heldout"`` (every
+            ``heldout_every``-th line only); see `masked_lm_dataset`.
+        heldout_every: int, default 20.
+        repeat: bool, default True. Cycle over the files forever.
+        end_of_line_id: int or None. Appended after every line's pieces (GPT's
+            end-of-text token between documents); None: lines just abut.
+
+    Returns:
+        a `tf.data.Dataset` of int32 ``(length,)`` windows, in corpus order.
+
+    Example:
+
+    >>> windows = piece_sequences(["ewt/train.conllu"], tokenizer, 129, end_of_line_id=tokenizer.sep_token_id)
+    >>> next(iter(windows)).shape
+    TensorShape([129])
+    """
+    _check_split(split, heldout_every)
+    if length < 1:
+        raise ValueError(f"windows need at least 1 piece, got length={length}")
+
+    def line_pieces(lines):  # (lines,) -> (pieces,)
+        pieces = tokenizer(lines)  # (lines, None)
+        if end_of_line_id is not None:
+            ends = tf.fill([pieces.nrows(), 1], tf.constant(end_of_line_id, pieces.dtype))
+            pieces = tf.concat([pieces, ends], axis=1)
+        return pieces.flat_values
+
+    pieces = _line_batches(paths, split, heldout_every if split != "all" else None)
+    pieces = pieces.map(line_pieces, num_parallel_calls=tf.data.AUTOTUNE)
+    pieces = pieces.filter(lambda ids: tf.size(ids) > 0)  # before repeat: a corpus without pieces ends
+    if repeat:
+        pieces = pieces.repeat()
+    return pieces.rebatch(length, drop_remainder=True)  # (length,)
 
 
 def masked_lm_dataset(paths, tokenizer, masker, sequence_length=128, batch_size=16, shuffle_buffer=1000, seed=0,
@@ -90,20 +149,12 @@ def masked_lm_dataset(paths, tokenizer, masker, sequence_length=128, batch_size=
     >>> x["token_ids"].shape, mask_ids.shape
     (TensorShape([16, 128]), TensorShape([16, 20]))
     """
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    if split != "all" and (heldout_every is None or heldout_every < 2):
-        raise ValueError(f"split={split!r} needs heldout_every of at least 2, got {heldout_every}")
+    _check_split(split, heldout_every)
     if sequence_length < 3:
         raise ValueError(f"sequence_length must be at least 3 ([CLS], a piece, [SEP]), got {sequence_length}")
     cls_token_id, sep_token_id = tokenizer.cls_token_id, tokenizer.sep_token_id
 
-    pieces = _line_batches(paths, split, heldout_every if split != "all" else None)
-    pieces = pieces.map(lambda lines: tokenizer(lines).flat_values, num_parallel_calls=tf.data.AUTOTUNE)
-    pieces = pieces.filter(lambda ids: tf.size(ids) > 0)  # before repeat: a corpus without pieces ends
-    if repeat:
-        pieces = pieces.repeat()
-    sequences = pieces.rebatch(sequence_length - 2, drop_remainder=True)  # (sequence_length - 2,)
+    sequences = piece_sequences(paths, tokenizer, sequence_length - 2, split, heldout_every, repeat)
     if shuffle_buffer and split != "heldout":
         sequences = sequences.shuffle(shuffle_buffer, seed=seed)
     batches = sequences.enumerate().batch(batch_size, drop_remainder=True)

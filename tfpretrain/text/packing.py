@@ -32,8 +32,13 @@ def _as_batched_ragged(segment):
     return tf.RaggedTensor.from_tensor(segment), False
 
 
-def pack_segments(segments, sequence_length, cls_token_id, sep_token_id, pad_token_id=0, truncation="round_robin"):
+def pack_segments(segments, sequence_length, cls_token_id, sep_token_id, pad_token_id=0, truncation="round_robin",
+                  end_token_id=None):
     """Packs one or two segments of word-piece ids as ``[CLS] a [SEP] (b [SEP])``, padded to ``sequence_length``.
+
+    With ``end_token_id`` the last segment ends with that id instead of
+    ``sep_token_id``: GPT's transfer inputs ``[START] a [DELIM] b [EXTRACT]``
+    are ``pack_segments((a, b), n, start_id, delim_id, end_token_id=extract_id)``.
 
     When the pieces do not fit, ``"round_robin"`` truncation (the default, as
     Hugging Face's ``longest_first`` and keras-hub's ``MultiSegmentPacker``)
@@ -49,6 +54,7 @@ def pack_segments(segments, sequence_length, cls_token_id, sep_token_id, pad_tok
         cls_token_id, sep_token_id: int. Ids of ``[CLS]`` and ``[SEP]``.
         pad_token_id: int, default 0.
         truncation: str, ``"round_robin"`` or ``"waterfall"``.
+        end_token_id: int or None. Replaces the final ``sep_token_id``.
 
     Returns:
         dict of ``token_ids`` (batch, sequence_length) int32, ``segment_ids``
@@ -72,6 +78,9 @@ def pack_segments(segments, sequence_length, cls_token_id, sep_token_id, pad_tok
     segments = trimmer(max_seq_length=budget).trim(segments)
     token_ids, segment_ids = tf_text.combine_segments(
         segments, start_of_sequence_id=cls_token_id, end_of_segment_id=sep_token_id)  # (batch, None)
+    if end_token_id is not None:
+        ends = tf.fill([token_ids.nrows(), 1], tf.cast(end_token_id, token_ids.dtype))
+        token_ids = tf.concat([token_ids[:, :-1], ends], axis=1)
     token_ids, padding_mask = tf_text.pad_model_inputs(token_ids, sequence_length, pad_value=pad_token_id)
     segment_ids, _ = tf_text.pad_model_inputs(segment_ids, sequence_length, pad_value=0)
     packed = {

@@ -184,6 +184,53 @@ def read_pair_tsv(path, label_column=None):
     return read_task_tsv(path, 2, label_column)
 
 
+def read_choice_tsv(path):
+    """Reads multiple-choice lines ``context<TAB>choice_0<TAB>...<TAB>choice_k<TAB>label``.
+
+    The format of ``tfpretrain finetune --task choice``: the first column is
+    the context (a story, a question), the last the 0-based index of the
+    right choice, and the columns between are the K >= 2 choices, the same K
+    on every line. A header line (its last column named ``label``) is
+    detected and skipped.
+
+    Returns:
+        A list of `TextExample` with ``texts = (context, choice_0, ...,
+        choice_k)`` and ``label`` the index as a string ("0", "1", ...).
+
+    Raises:
+        DataFormatError: fewer than 4 columns, a line with another number of
+            columns than the first, or a label that is not a choice index.
+
+    Example:
+
+    >>> # story.tsv:  "Karen was assigned a roommate.<TAB>She hated her.<TAB>They became friends.<TAB>1"
+    >>> read_choice_tsv("story.tsv")[0].texts[2], read_choice_tsv("story.tsv")[0].label
+    ('They became friends.', '1')
+    """
+    examples, num_fields = [], None
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if num_fields is None:
+            if len(fields) < 4:
+                raise DataFormatError(path, number, f"{len(fields)} tab-separated column(s)",
+                                      "context<TAB>choice_0<TAB>choice_1[<TAB>...]<TAB>label (at least 4 columns)")
+            num_fields = len(fields)
+            if is_header(fields):
+                continue
+        if len(fields) != num_fields:
+            raise DataFormatError(path, number, f"{len(fields)} tab-separated column(s)",
+                                  f"{num_fields} like the first line: the same number of choices on every line")
+        label = fields[-1].strip()
+        if not label.isdigit() or int(label) >= num_fields - 2:
+            raise DataFormatError(path, number, f"label {label!r}",
+                                  f"the 0-based index of the right choice, 0 to {num_fields - 3}")
+        examples.append(TextExample(tuple(f.strip() for f in fields[:-1]), str(int(label)),
+                                    f"{os.fspath(path)}:{number}"))
+    return examples
+
+
 def label_set(examples):
     """The sorted labels of the examples (numeric order when all labels are integers)."""
     labels = {example.label for example in examples}
@@ -209,6 +256,7 @@ __all__ = [
     "check_labels",
     "is_header",
     "label_set",
+    "read_choice_tsv",
     "read_classification_tsv",
     "read_pair_tsv",
     "read_task_tsv",

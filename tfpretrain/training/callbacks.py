@@ -86,10 +86,12 @@ def training_callbacks(out_dir, verbose=True):
     ]
 
 
-def fit_resumable(model, train, validation, epochs, out_dir, verbose=1, log=print, steps_per_epoch=None):
+def fit_resumable(model, train, validation, epochs, out_dir, verbose=1, log=print, steps_per_epoch=None,
+                  callbacks=()):
     """``model.fit`` with `training_callbacks`; resumes when ``out_dir`` holds a checkpoint.
 
     ``steps_per_epoch`` is needed when ``train`` repeats forever (a streamed corpus).
+    ``callbacks`` run after the standard ones (e.g. `GradualUnfreezing`).
 
     Returns ``(history, seconds)``, the wall-clock time of ``fit`` (validation included).
     """
@@ -104,5 +106,5 @@ def fit_resumable(model, train, validation, epochs, out_dir, verbose=1, log=prin
         history = model.fit(train, validation_data=validation, epochs=epochs, verbose=verbose,
                             steps_per_epoch=steps_per_epoch,
                             shuffle=False,  # the tf.data pipelines shuffle themselves
-                            callbacks=training_callbacks(out_dir))
+                            callbacks=training_callbacks(out_dir) + list(callbacks))
     return history, time.perf_counter() - started

@@ -9,6 +9,7 @@ from tfpretrain.layers.transformer_encoder_block import (
     bert_kernel_initializer,
     gelu_approximate,
 )
+from tfpretrain.models.backbone_config import BackboneConfig
 
 ACTIVATIONS = {"gelu": "gelu", "gelu_approximate": gelu_approximate}
 
@@ -16,7 +17,7 @@ ENCODER_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
 
 @keras.saving.register_keras_serializable(package="tfpretrain")
-class BertEncoder(keras.Model):
+class BertEncoder(BackboneConfig, keras.Model):
     """A BERT encoder as a functional `keras.Model`.
 
     ``LayerNorm(token + position + segment embeddings)`` -> dropout ->
@@ -68,6 +69,20 @@ class BertEncoder(keras.Model):
         Devlin et al. (2019). BERT: Pre-training of Deep Bidirectional
         Transformers for Language Understanding.
     """
+
+    CONSTRUCTOR_ARGUMENTS = (
+        "vocabulary_size",
+        "num_layers",
+        "num_heads",
+        "hidden_dim",
+        "intermediate_dim",
+        "dropout",
+        "max_sequence_length",
+        "num_segments",
+        "norm_first",
+        "layer_norm_epsilon",
+        "activation",
+    )
 
     def __init__(
         self,
@@ -159,43 +174,4 @@ class BertEncoder(keras.Model):
         self.transformer_layers = blocks
         self.final_layer_norm = final_layer_norm
         self.pooler = pooler
-
-    def get_config(self):
-        config = {
-            "name": self.name,
-            "trainable": self.trainable,
-            "vocabulary_size": self.vocabulary_size,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "dropout": self.dropout,
-            "max_sequence_length": self.max_sequence_length,
-            "num_segments": self.num_segments,
-            "norm_first": self.norm_first,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "activation": self.activation,
-        }
-        if self.dtype_policy.name != keras.config.dtype_policy().name:
-            config["dtype"] = keras.dtype_policies.serialize(self.dtype_policy)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        # A functional model given trainable=False at construction leaves its layers' variables
-        # trainable; setting the flag afterwards freezes them all, so a frozen encoder reloads frozen.
-        trainable = config.pop("trainable", True)
-        encoder = cls(**config)
-        encoder.trainable = trainable
-        return encoder
-
-    def constructor_config(self):
-        """The architecture arguments alone (what ``encoder.json`` holds): no name, dtype or trainable flag."""
-        config = self.get_config()
-        for key in ("name", "trainable", "dtype"):
-            config.pop(key, None)
-        return config
 

@@ -8,11 +8,11 @@ from keras import ops
 
 from tfpretrain.layers.transformer_encoder_block import bert_kernel_initializer
 from tfpretrain.models.bert.encoder import ENCODER_INPUTS
-from tfpretrain.training.perplexity import Perplexity
+from tfpretrain.training.perplexity import LanguageModelTraining, Perplexity
 
 
 @keras.saving.register_keras_serializable(package="tfpretrain")
-class BertMaskedLM(keras.Model):
+class BertMaskedLM(LanguageModelTraining, keras.Model):
     """Predicts the original word pieces at the masked positions of a sequence.
 
     ``encoder`` -> gather the last hidden states at ``mask_positions`` ->
@@ -92,12 +92,8 @@ class BertMaskedLM(keras.Model):
         logits = self.encoder.token_embedding(x, reverse=True)  # (batch, max_selections, vocabulary)
         return ops.cast(logits, "float32") + self.output_bias
 
-    def compile(self, optimizer="adam", loss="auto", weighted_metrics="auto", jit_compile=True, **kwargs):
+    def compile(self, optimizer="adam", jit_compile=True, **kwargs):
         """`keras.Model.compile` with the masked-LM loss, ``accuracy`` and XLA by default (see the class docstring)."""
-        if loss == "auto":
-            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
-        if weighted_metrics == "auto":
-            weighted_metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         replicas = self.distribute_strategy.num_replicas_in_sync
         if jit_compile and replicas > 1 and not tf.config.list_logical_devices("GPU"):
             # XLA cannot compile a step whose replicas' variables live on different logical CPUs
@@ -105,18 +101,7 @@ class BertMaskedLM(keras.Model):
             warnings.warn("BertMaskedLM: jit_compile=True does not work with a multi-replica strategy on CPUs; "
                           "compiling without XLA", stacklevel=2)
             jit_compile = False
-        super().compile(
-            optimizer=optimizer, loss=loss, weighted_metrics=weighted_metrics, jit_compile=jit_compile, **kwargs
-        )
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        # The loss is the mean NLL over the weighted selections: perplexity reuses it rather
-        # than running a second log-softmax over (batch, max_selections, vocabulary) logits.
-        loss = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
-        weights = ops.ones(ops.shape(y), "float32") if sample_weight is None else ops.cast(sample_weight, "float32")
-        total = ops.sum(weights)
-        self.perplexity.update_state(ops.cast(loss, "float32") * total, total)
-        return loss
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
 
     def get_config(self):
         return {
