@@ -163,7 +163,7 @@ def pretrain_and_evaluate(args, work):
     dev = causal_lm_dataset([str(EWT_DEV)], tokenizer, sequence_length=args.sequence_length,
                             batch_size=args.batch_size, shuffle_buffer=0, repeat=False)
     scores = model.evaluate(dev, verbose=0, return_dict=True)
-    print(f"pretrain {args.lm_preset} for {args.steps} steps ({timer.seconds / 60:.1f} min, "
+    print(f"pretrain {args.lm_preset} for {result['steps']} steps ({timer.seconds / 60:.1f} min, "
           f"{result['train_tokens_per_second']:,.0f} tokens/s): held-out train perplexity "
           f"{result['val_perplexity']:.1f}; EWT dev perplexity {scores['perplexity']:.1f} "
           f"(next-piece accuracy {scores['accuracy']:.3f}, {tokenizer.vocabulary_size()} pieces)", flush=True)

@@ -34,7 +34,6 @@ References:
     Classification", ACL 2018.
 """
 
-import json
 import math
 import os
 
@@ -89,14 +88,9 @@ def _jit_compile():
 
 
 def _read_config(directory):
-    path = os.path.join(directory, "config.json")
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
+    from tfpretrain.models.bert.saving import read_json
+
+    return read_json(directory, "config.json") if os.path.exists(os.path.join(directory, "config.json")) else None
 
 
 def is_finished(directory):

@@ -87,7 +87,8 @@ def save_model_dir(out_dir, model, tokenizer, config_file, weights_file):
         json.dump({"lowercase": bool(tokenizer.lowercase), "strip_accents": strip_accents}, f, indent=2)
 
 
-def _read_json(directory, name):
+def read_json(directory, name):
+    """The JSON file ``directory/name``; invalid JSON is a ValueError naming ``path:line``."""
     path = os.path.join(directory, name)
     try:
         with open(path, encoding="utf-8") as f:
@@ -119,7 +120,7 @@ def load_model_dir(directory, model_class, config_file, weights_file, dtype=None
             f"{directory} is not a {kind} directory: missing {', '.join(missing)} (expected {', '.join(expected)}; "
             f"write one with {written_by})"
         )
-    config = _read_json(directory, config_file)
+    config = read_json(directory, config_file)
     try:
         model = model_class(**config, dtype=dtype)
     except TypeError as error:
@@ -133,7 +134,7 @@ def load_model_dir(directory, model_class, config_file, weights_file, dtype=None
         raise ValueError(
             f"{weights_path} does not match the {model_class.__name__} that {config_file} describes: {error}"
         ) from None
-    tokenizer_config = _read_json(directory, TOKENIZER_CONFIG_FILE)
+    tokenizer_config = read_json(directory, TOKENIZER_CONFIG_FILE)
     unknown = sorted(set(tokenizer_config) - {"lowercase", "strip_accents"})
     if unknown or "lowercase" not in tokenizer_config:
         raise ValueError(

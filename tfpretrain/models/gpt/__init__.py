@@ -5,6 +5,7 @@ from tfpretrain.models.gpt.decoder import GptDecoder, tied_logits
 from tfpretrain.models.gpt.generation import SAMPLERS, make_sampler
 from tfpretrain.models.gpt.presets import GPT_PRESETS
 from tfpretrain.models.gpt.saving import is_gpt_dir, load_gpt, save_gpt
+from tfpretrain.models.gpt.transfer import GptTransferModel
 from tfpretrain.text.gpt_transforms import TRANSFER_TOKENS
 from tfpretrain.text.wordpiece import RESERVED_TOKENS
 
@@ -12,6 +13,6 @@ from tfpretrain.text.wordpiece import RESERVED_TOKENS
 GPT_RESERVED_TOKENS = RESERVED_TOKENS + list(TRANSFER_TOKENS)
 
 __all__ = [
-    "GPT_PRESETS", "GPT_RESERVED_TOKENS", "GptCausalLM", "GptDecoder", "SAMPLERS", "is_gpt_dir", "load_gpt",
-    "make_sampler", "save_gpt", "tied_logits",
+    "GPT_PRESETS", "GPT_RESERVED_TOKENS", "GptCausalLM", "GptDecoder", "GptTransferModel", "SAMPLERS", "is_gpt_dir",
+    "load_gpt", "make_sampler", "save_gpt", "tied_logits",
 ]

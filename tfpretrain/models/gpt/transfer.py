@@ -1,6 +1,7 @@
 """GPT transferred to a task: the decoder's ``[EXTRACT]`` state -> a linear head, LM loss kept as an auxiliary."""
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from tfpretrain.layers.transformer_encoder_block import bert_kernel_initializer
@@ -97,7 +98,11 @@ class GptTransferModel(keras.Model):
         flat_mask = ops.reshape(padding_mask, (-1, length))
         hidden = self.decoder({"token_ids": flat_ids, "padding_mask": flat_mask}, training=training)
         if training and self.lm_loss_weight:
-            self.add_loss(self.lm_loss_weight * causal_lm_loss(tied_logits(self.decoder, hidden), flat_ids, flat_mask))
+            # Keras divides each replica's compiled loss by the number of replicas (their gradients are
+            # summed), but not the losses added here: divide this one too, so that its weight holds.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            lm_loss = causal_lm_loss(tied_logits(self.decoder, hidden), flat_ids, flat_mask)
+            self.add_loss(self.lm_loss_weight * lm_loss / replicas)
         last = ops.maximum(ops.sum(flat_mask, axis=1) - 1, 0)  # (batch * sequences,): the [EXTRACT] position
         extract = ops.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]  # (batch * sequences, hidden)
         extract = self.representation_dropout(extract, training=training)

@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from tfpretrain.models.bert.saving import read_json
 from tfpretrain.models.ulmfit.awd_lstm import ENCODER_DROPOUTS, AwdLstmEncoder, AwdLstmLanguageModel
 
 MODEL_CONFIG_FILE = "awd_lstm.json"
@@ -82,15 +83,6 @@ def save_awd_lstm(directory, model, vocabulary, config=None):
         json.dump(config, f, indent=2)
 
 
-def _read_json(directory, name):
-    path = os.path.join(directory, name)
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
-
-
 def load_awd_lstm(directory, dtype=None, **overrides):
     """Reads an AWD-LSTM directory written by `save_awd_lstm`.
 
@@ -123,7 +115,7 @@ def load_awd_lstm(directory, dtype=None, **overrides):
             f"{directory} is not an AWD-LSTM directory: missing {', '.join(missing)} (expected "
             f"{', '.join(AWD_LSTM_FILES)}; write one with save_awd_lstm)"
         )
-    saved = _read_json(directory, MODEL_CONFIG_FILE)
+    saved = read_json(directory, MODEL_CONFIG_FILE)
     head = saved.get("language_model")
     allowed = set(ENCODER_DROPOUTS) | (set(head) if head else set())
     unknown = sorted(set(overrides) - allowed)
@@ -145,7 +137,7 @@ def load_awd_lstm(directory, dtype=None, **overrides):
         _build(model).load_weights(weights_path)
     except ValueError as error:
         raise ValueError(f"{weights_path} does not match the model {MODEL_CONFIG_FILE} describes: {error}") from None
-    config = _read_json(directory, CONFIG_FILE)
+    config = read_json(directory, CONFIG_FILE)
     tokenizer = WordTokenizer(os.path.join(directory, VOCABULARY_FILE), lowercase=config.get("lowercase", True))
     if tokenizer.vocabulary_size() != encoder.vocabulary_size:
         raise ValueError(
