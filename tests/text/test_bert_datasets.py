@@ -22,16 +22,6 @@ def make_masker(tokenizer, **kwargs):
                           [tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id], **kwargs)
 
 
-@pytest.fixture()
-def corpus(tmp_path):
-    rng = np.random.default_rng(0)
-    plain = ["unbelievable", "cats", "the", "dog", "ran", "far", "away", "home", "mat", "sat", "on"]
-    lines = [" ".join(rng.choice(plain, size=rng.integers(1, 9))) + "." for _ in range(300)]
-    path = tmp_path / "corpus.txt"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path, lines
-
-
 def unmask(x, mask_ids, mask_weights):
     """The token ids before masking: the targets written back at their positions."""
     token_ids = x["token_ids"].numpy().copy()

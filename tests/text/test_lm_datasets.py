@@ -16,16 +16,6 @@ def tokenizer():
     return WordPieceTokenizer(VOCABULARY)
 
 
-@pytest.fixture()
-def corpus(tmp_path):
-    rng = np.random.default_rng(0)
-    plain = ["unbelievable", "cats", "the", "dog", "ran", "far", "away", "home", "mat", "sat", "on"]
-    lines = [" ".join(rng.choice(plain, size=rng.integers(1, 9))) + "." for _ in range(300)]
-    path = tmp_path / "corpus.txt"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path, lines
-
-
 def stream(tokenizer, lines):
     """The oracle: each line's pieces (tokenised one line at a time, in Python order), then [SEP]."""
     ids = []

@@ -26,6 +26,39 @@ def random_bits(shape, seed):
     return ops.reshape(bits, shape)
 
 
+def keep_mask(shape, rate, seed):
+    """A boolean mask of ``shape``, False with probability ``rate``: ``random_bits >= rate * 2**32``."""
+    return ops.greater_equal(random_bits(shape, seed), ops.cast(int(rate * 2**32), "uint32"))
+
+
+def scaled_keep_mask(shape, rate, seed, dtype):
+    """An inverted-dropout mask of ``shape``: 0 with probability ``rate``, else ``1 / (1 - rate)``.
+
+    The bits come from `random_bits` (a counter-based hash, cheap under XLA on
+    a CPU, unlike TensorFlow's stateless random kernels). Used by the dropouts
+    that scale a weight or a row rather than mask an activation
+    (`WeightDropLSTM`, `WordDropoutEmbedding`).
+
+    Args:
+        shape: tuple of ints or scalar tensors.
+        rate: float in [0, 1).
+        seed: int tensor of shape (2,), e.g. ``seed_generator.next()``.
+        dtype: the mask's dtype.
+
+    Example:
+
+    >>> mask = scaled_keep_mask((4, 1, 8), 0.5, keras.random.SeedGenerator(0).next(), "float32")
+    """
+    return ops.cast(keep_mask(shape, rate, seed), dtype) * ops.cast(1.0 / (1.0 - rate), dtype)
+
+
+def check_rate(layer_name, argument, rate):
+    """Raises a ValueError naming ``layer_name(argument=...)`` unless ``0 <= rate < 1``."""
+    if not 0.0 <= float(rate) < 1.0:
+        raise ValueError(f"{layer_name} {argument} must be in [0, 1); got {rate}")
+    return float(rate)
+
+
 @keras.saving.register_keras_serializable(package="tfpretrain")
 class HashDropout(keras.layers.Layer):
     """Inverted dropout, like `keras.layers.Dropout`, with a mask from a counter-based hash.
@@ -59,9 +92,7 @@ class HashDropout(keras.layers.Layer):
 
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"HashDropout rate must be in [0, 1); got {rate}")
-        self.rate = float(rate)
+        self.rate = check_rate(type(self).__name__, "rate", rate)
         self.seed = seed
         self.supports_masking = True
         self.seed_generator = keras.random.SeedGenerator(seed) if self.rate > 0 else None
@@ -69,9 +100,12 @@ class HashDropout(keras.layers.Layer):
     def call(self, inputs, mask=None, training=None):
         if not training or self.rate == 0.0:
             return inputs
-        bits = random_bits(ops.shape(inputs), self.seed_generator.next())
-        keep = ops.greater_equal(bits, ops.cast(int(self.rate * 2**32), "uint32"))
+        keep = keep_mask(self.noise_shape(inputs), self.rate, self.seed_generator.next())  # broadcasts
         return ops.where(keep, inputs * ops.cast(1.0 / (1.0 - self.rate), inputs.dtype), ops.zeros_like(inputs))
+
+    def noise_shape(self, inputs):
+        """The shape of the mask, broadcast over ``inputs``: one value per element here."""
+        return ops.shape(inputs)
 
     def compute_mask(self, inputs, mask=None):
         return mask

@@ -5,7 +5,7 @@ import contextlib
 import keras
 from keras import ops
 
-from tfpretrain.layers.locked_dropout import check_rate, scaled_keep_mask
+from tfpretrain.layers.hash_dropout import check_rate, scaled_keep_mask
 
 
 @contextlib.contextmanager

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from tfpretrain.layers.locked_dropout import check_rate, scaled_keep_mask
+from tfpretrain.layers.hash_dropout import check_rate, scaled_keep_mask
 
 
 @keras.saving.register_keras_serializable(package="tfpretrain")
