@@ -2,7 +2,7 @@
 
 Writes the project's own data, pretrains a small BiLM, trains the tagger with
 it, prints dev scores, saves the model, exports a SavedModel under
-``saved_models/`` and tags a sample sentence.
+``saved_models/`` and a ``.tflite`` file, and tags a sample sentence with both.
 """
 
 import json
@@ -40,14 +40,17 @@ def run(work_dir="runs/demo", export_root="saved_models", bilm_epochs=4, tagger_
                               preset="small", verbose=verbose, log=log)
     log("Dev scores: " + json.dumps({k: round(v, 4) for k, v in scores.items() if isinstance(v, float)}))
 
-    log("[4/5] Exporting a SavedModel")
+    log("[4/5] Exporting a SavedModel and a .tflite file")
     path = export.run(tagger_dir, "demo_tagger", root=export_root)
-    log(f"SavedModel written to {path}")
+    tflite_path = export.run_tflite(tagger_dir, os.path.join(work_dir, "tagger.tflite"))
+    log(f"SavedModel written to {path}; TFLite file to {tflite_path} ({os.path.getsize(tflite_path):,} bytes)")
 
-    log("[5/5] Tagging a sample sentence")
+    log("[5/5] Tagging a sample sentence (the .tflite file gives the same tags)")
     result = tag.run(tagger_dir, [SAMPLE])[0]
     log(tag.format_conll([result]))
-    summary = {"language_model": lm, "dev": scores, "saved_model": path, "sample": result,
+    on_device = tag.run(tflite_path, [SAMPLE])[0]
+    log(f"TFLite tags {'equal' if on_device['tags'] == result['tags'] else 'DIFFER FROM'} the Keras model's")
+    summary = {"language_model": lm, "dev": scores, "saved_model": path, "tflite": tflite_path, "sample": result,
                "seconds": round(time.perf_counter() - started, 1)}
     log(json.dumps({"dev_f1": round(scores["f1"], 4), "heldout_perplexity": lm["heldout_perplexity"],
                     "saved_model": path, "seconds": summary["seconds"]}))

@@ -4,9 +4,42 @@ import numpy as np
 import tensorflow as tf
 
 BATCH_SIZE = 32
+SEQUENCE_LENGTH = 128  # word pieces per text, [CLS] and [SEP] included
 
 
-def embed_texts(model_dir, texts, combination="last", sentence_pooling="mean", sequence_length=128):
+def load_embedder(model_dir, combination="last", sentence_pooling="mean", sequence_length=SEQUENCE_LENGTH):
+    """The `BertEmbedder` and tokenizer of a BERT directory, checked against ``sequence_length``."""
+    from tfpretrain.models.bert import BertEmbedder, load_bert
+
+    encoder, tokenizer = load_bert(model_dir)
+    if sequence_length > encoder.max_sequence_length:
+        raise ValueError(f"sequence_length {sequence_length} exceeds the encoder's maximum "
+                         f"({encoder.max_sequence_length})")
+    return BertEmbedder(encoder, combination=combination, sentence_pooling=sentence_pooling), tokenizer
+
+
+def embed_batch(embedder, tokenizer, texts, sequence_length=SEQUENCE_LENGTH):
+    """Embeds a batch of raw strings ``(batch,)`` in the graph (`embed_texts` and the exported embedder).
+
+    Returns:
+        dict of ``words``, ``starts``, ``ends`` (ragged ``(batch, words)``: the
+        words of `tfpretrain.text.tokenize_with_offsets` and their byte
+        offsets), ``word_vectors`` (batch, words, dim; zero for a word cut by
+        truncation), ``sentence_vector`` (batch, hidden) and
+        ``num_words_truncated`` (batch,).
+    """
+    from tfpretrain.text import tokenize_with_offsets
+    from tfpretrain.text.packing import pack_words
+
+    words, starts, ends = tokenize_with_offsets(texts)  # (batch, words)
+    packed = pack_words(tokenizer.tokenize_words(words), sequence_length,
+                        tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
+    outputs = embedder(packed)
+    return {"words": words, "starts": starts, "ends": ends, "word_vectors": outputs["word_vectors"],
+            "sentence_vector": outputs["sentence_vector"], "num_words_truncated": packed["num_words_truncated"]}
+
+
+def embed_texts(model_dir, texts, combination="last", sentence_pooling="mean", sequence_length=SEQUENCE_LENGTH):
     """Embeds raw texts; returns one dict per text.
 
     Each dict has ``words`` (the text split into words and punctuation),
@@ -16,36 +49,22 @@ def embed_texts(model_dir, texts, combination="last", sentence_pooling="mean", s
     silently). An empty text gives no words and the sentence vector of an
     empty input.
     """
-    from tfpretrain.models.bert import BertEmbedder, load_bert
-    from tfpretrain.text import tokenize
-    from tfpretrain.text.packing import pack_words
-
-    encoder, tokenizer = load_bert(model_dir)
-    if sequence_length > encoder.max_sequence_length:
-        raise ValueError(f"sequence_length {sequence_length} exceeds the encoder's maximum "
-                         f"({encoder.max_sequence_length})")
-    embedder = BertEmbedder(encoder, combination=combination, sentence_pooling=sentence_pooling)
-
-    @tf.function
-    def embed(batch):
-        words = tokenize(batch)  # (batch, words) strings
-        packed = pack_words(tokenizer.tokenize_words(words), sequence_length,
-                            tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
-        outputs = embedder(packed)
-        return words, outputs["word_vectors"], outputs["sentence_vector"], packed["num_words_truncated"]
+    embedder, tokenizer = load_embedder(model_dir, combination, sentence_pooling, sequence_length)
+    embed = tf.function(lambda batch: embed_batch(embedder, tokenizer, batch, sequence_length))
 
     results = []
     for start in range(0, len(texts), BATCH_SIZE):
         batch = texts[start : start + BATCH_SIZE]
-        words, word_vectors, sentence_vectors, truncated = embed(tf.constant(batch, dtype=tf.string))
-        for i, text_words in enumerate(words.to_list()):
+        outputs = embed(tf.constant(batch, dtype=tf.string))
+        truncated = outputs["num_words_truncated"]
+        for i, text_words in enumerate(outputs["words"].to_list()):
             text_words = [w.decode("utf-8") for w in text_words]
             kept = len(text_words) - int(truncated[i])
             results.append({
                 "text": batch[i],
                 "words": text_words,
-                "word_vectors": np.asarray(word_vectors[i, :kept], dtype=np.float32),
-                "sentence_vector": np.asarray(sentence_vectors[i], dtype=np.float32),
+                "word_vectors": np.asarray(outputs["word_vectors"][i, :kept], dtype=np.float32),
+                "sentence_vector": np.asarray(outputs["sentence_vector"][i], dtype=np.float32),
                 "num_words_truncated": int(truncated[i]),
             })
     return results

@@ -17,7 +17,8 @@ def predict_tags(module, sentences, batch_size=64):
         indices = order[start : start + batch_size]
         width = max(1, max(len(sentences[i].tokens) for i in indices))
         tokens = [list(sentences[i].tokens) + [""] * (width - len(sentences[i].tokens)) for i in indices]
-        tags = module.tag_tokens(tf.constant(tokens, dtype=tf.string))["tags"].numpy()
+        features = module.preprocessor(tf.constant(tokens, dtype=tf.string))
+        tags = module.tag_ids(features["word_ids"], features["char_ids"])["tags"].numpy()
         for row, i in enumerate(indices):
             predictions[i] = [t.decode("utf-8") for t in tags[row, : len(sentences[i].tokens)]]
     return predictions

@@ -10,6 +10,7 @@ from tfpretrain.models.tagger.saving import save_tagger
 from tfpretrain.pipelines.evaluate import evaluate_sentences
 from tfpretrain.pipelines.pretrain_bilm import load_language_model
 from tfpretrain.text import TaggingPreprocessor, build_vocabulary, tagging_dataset
+from tfpretrain.text.tagging_preprocessor import keys_of
 from tfpretrain.text.readers import detect_scheme, read_tagged, to_iob2
 from tfpretrain.training import fit_resumable
 from tfpretrain.training.metrics import EntityF1, TokenAccuracy
@@ -52,7 +53,7 @@ def run(train_path, dev_path, out_dir, format="iob2", column=None, bilm_dir=None
     tags = tag_set(train, dev)
     if constraint == "auto":
         constraint = SCHEME_CONSTRAINTS.get(scheme)
-    words = build_vocabulary(([t.lower() for t in s.tokens] for s in train), min_count=min_count)
+    words = build_vocabulary([keys_of(s.tokens for s in train)], min_count=min_count)
     preprocessor = TaggingPreprocessor(words, tags)
     log(f"Read {len(train)} training and {len(dev)} dev sentences; {len(tags)} tags ({scheme}); "
         f"{preprocessor.word_vocabulary_size} word ids; constraint: {constraint}")

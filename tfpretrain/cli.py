@@ -204,11 +204,23 @@ def build_parser():
     p.add_argument("text", nargs="*", metavar="TEXT")
     p.add_argument("--json", action="store_true", help="one JSON object per text instead of CoNLL lines")
 
-    p = commands.add_parser("export", help="export a tagger as a SavedModel under ROOT/NAME/VERSION")
+    p = commands.add_parser("export", help="export a model: a SavedModel under ROOT/NAME/VERSION (TF Serving), "
+                                           "or one .tflite file (--tflite)")
     p.add_argument("--model", required=True, metavar="DIR")
-    p.add_argument("--name", required=True)
-    p.add_argument("--version", type=int, default=None)
+    p.add_argument("--name", help="the SavedModel's name (a folder under --root)")
+    p.add_argument("--version", type=int, default=None, help="default: the next free version")
     p.add_argument("--root", default="saved_models")
+    p.add_argument("--ids-only", action="store_true",
+                   help="a SavedModel with only the token-id signature (no tensorflow-text ops needed to serve)")
+    p.add_argument("--tflite", metavar="FILE", help="write one .tflite file (taggers and classifiers) instead")
+    p.add_argument("--quantize", choices=("dynamic",), default=None,
+                   help="with --tflite: int8 weights (dynamic-range quantisation)")
+
+    p = commands.add_parser("predict", help="answers of a model directory, a SavedModel version directory or a "
+                                            ".tflite file, one JSON line per input")
+    p.add_argument("--model", required=True, metavar="PATH")
+    p.add_argument("text", nargs="*", metavar="TEXT",
+                   help="inputs; default: one per line on stdin (several texts per input: tab-separated)")
 
     p = commands.add_parser("demo", help="the main job on embedded default data (about 10 minutes on 2 cores)")
     p.add_argument("--work-dir", default="runs/demo")
@@ -324,7 +336,23 @@ def _run(args):
     elif args.command == "export":
         from tfpretrain.pipelines import export
 
-        print(export.run(args.model, args.name, root=args.root, version=args.version))
+        if bool(args.tflite) == bool(args.name):
+            raise ValueError("give --name NAME (a SavedModel) or --tflite FILE (one .tflite file)")
+        if args.quantize and not args.tflite:
+            raise ValueError("--quantize applies to --tflite")
+        if args.ids_only and args.tflite:
+            raise ValueError("--ids-only applies to a SavedModel (--name), not to --tflite")
+        if args.tflite:
+            print(export.run_tflite(args.model, args.tflite, quantize=args.quantize))
+        else:
+            print(export.run(args.model, args.name, root=args.root, version=args.version,
+                             ids_only_signature=args.ids_only))
+    elif args.command == "predict":
+        from tfpretrain.pipelines import predict
+
+        texts = args.text or [line.rstrip("\r\n") for line in sys.stdin]
+        for answer in predict.run(args.model, texts):
+            print(json.dumps(answer, ensure_ascii=False))
     elif args.command == "demo":
         from tfpretrain.pipelines import demo
 

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfpretrain.export import TaggingModule, decode_tagging_outputs
+from tfpretrain.export import TaggingModule
+from tfpretrain.export.tagging_module import MAX_WORDS
+from tfpretrain.pipelines.predict import answers
 from tfpretrain.models import BiLMLanguageModel, CRFTagger, build_tagger
 from tfpretrain.models.tagger import TAGGER_PRESETS
 from tfpretrain.pipelines import default_data
@@ -81,16 +83,22 @@ BAD_TEXTS = [
 def test_odd_input_gives_one_tag_per_token(trained):
     model, pre, _, _ = trained
     module = TaggingModule(model, pre)
-    results = decode_tagging_outputs(module.tag_texts(tf.constant(BAD_TEXTS)))
+    outputs = {k: v.numpy() for k, v in module.tag_texts(tf.constant(BAD_TEXTS)).items()}
+    results = answers(outputs, [(text,) for text in BAD_TEXTS])
     assert len(results) == len(BAD_TEXTS)
-    assert results[0]["tokens"] == [] and results[1]["tokens"] == []
-    assert len(results[-1]["tokens"]) == 2000
-    for result in results:
-        assert len(result["tags"]) == len(result["tokens"])
+    assert results[0]["words"] == [] and results[1]["words"] == []
+    # 2,000 words: the first MAX_WORDS are tagged, the cut is reported.
+    assert len(results[-1]["words"]) == MAX_WORDS and results[-1]["num_words_truncated"] == 2000 - MAX_WORDS
+    for text, result in zip(BAD_TEXTS, results):
+        assert len(result["tags"]) == len(result["words"]) == len(result["starts"]) == result["lengths"]
         assert all(tag in pre.tags for tag in result["tags"])
+        assert 0.0 < result["score"] <= 1.0 or len(result["words"]) >= 100  # a long path's probability underflows
+        data = text.encode("utf-8")
+        assert [data[s:e].decode("utf-8") for s, e in zip(result["starts"], result["ends"])] == result["words"]
     # The same text alone or in a mixed batch gets the same tags.
-    alone = decode_tagging_outputs(module.tag_texts(tf.constant(BAD_TEXTS[3:4])))[0]
-    assert alone == results[3]
+    alone = answers({k: v.numpy() for k, v in module.tag_texts(tf.constant(BAD_TEXTS[3:4])).items()},
+                    [(BAD_TEXTS[3],)])[0]
+    assert alone["tags"] == results[3]["tags"] and alone["words"] == results[3]["words"]
 
 
 def test_tagger_with_language_model_variants(tmp_path):
@@ -109,5 +117,10 @@ def test_tagger_with_language_model_variants(tmp_path):
         reloaded = keras.saving.load_model(path)
         assert len(reloaded.trainable_weights) == len(model.trainable_weights)  # the LM stays frozen
         np.testing.assert_array_equal(reloaded(features)["tag_ids"], out["tag_ids"])
+        # Padding changes nothing: the sentence alone equals its row in a longer, padded batch.
+        padded = {"word_ids": np.pad(features["word_ids"], [[0, 0], [0, 4]]),
+                  "char_ids": np.pad(features["char_ids"], [[0, 0], [0, 4], [0, 0]])}
+        alone, in_batch = model(features)["potentials"][0, :2], model(padded)["potentials"][0, :2]
+        np.testing.assert_allclose(in_batch, alone, atol=1e-5)
     with pytest.raises(ValueError, match="language_model_mode"):
         build_tagger(20, tags, language_model=lm, language_model_mode="bottom")

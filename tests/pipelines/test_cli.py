@@ -2,12 +2,16 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+import tensorflow as tf
+
+from tests.conftest import REPO_ROOT
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
@@ -83,29 +87,161 @@ def test_tag_arguments_stdin_and_json(upos_tagger):
     assert [r[0] for r in rows] == ["The", "dog", "barked", ".", "Hi"]
     lines = cli("tag", "--model", upos_tagger, "--json", input="First line .\n\nthird 🙂\n").stdout.splitlines()
     results = [json.loads(line) for line in lines]
-    assert [r["tokens"] for r in results] == [["First", "line", "."], [], ["third", "🙂"]]
-    assert all(len(r["tags"]) == len(r["tokens"]) for r in results)
+    assert [r["words"] for r in results] == [["First", "line", "."], [], ["third", "🙂"]]
+    assert all(len(r["tags"]) == len(r["words"]) for r in results)
 
 
-def test_export_saved_model_loads_with_tensorflow_only(work, upos_tagger):
+ODD_TEXTS = ["The dog barked .", "", "   \t ", "bad \udcff byte", "emoji 🙂 and 東京 here", "x " * 5000,
+             "Another sentence , with a comma ."]
+# Run in a fresh interpreter that imports only TensorFlow and tensorflow-text.
+SERVE_SCRIPT = """
+import json, sys
+import numpy as np, tensorflow as tf, tensorflow_text  # noqa: F401
+texts = [t.encode("utf-8", "surrogateescape") for t in json.loads(sys.argv[2])]
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+rows = [serve(texts=tf.constant(texts[i:i + 1])) for i in range(len(texts))]  # batch size 1
+batch = serve(texts=tf.constant(texts))  # batch size 7, every odd input mixed in
+for name, bad in (("int", tf.constant([1, 2])), ("matrix", tf.constant([["a", "b"]]))):
+    try:
+        serve(texts=bad)
+        print("accepted", name)
+    except (TypeError, ValueError, tf.errors.InvalidArgumentError) as error:  # a clear error, no crash
+        print("rejected", name, type(error).__name__)
+def plain(value):
+    return value.numpy().tolist()
+print(json.dumps({"rows": [{k: plain(v) for k, v in r.items()} for r in rows],
+                  "batch": {k: plain(v) for k, v in batch.items()},
+                  "loaded": sorted(m for m in sys.modules if m.split(".")[0] == "tfpretrain")},
+                 default=lambda b: b.decode("utf-8", "replace")))
+"""
+
+
+def _texts_arg():
+    return json.dumps([t for t in ODD_TEXTS])
+
+
+def test_export_saved_model_answers_in_a_fresh_process(work, upos_tagger):
     root = work["root"] / "saved_models"
     first = cli("export", "--model", upos_tagger, "--name", "upos", "--root", root).stdout.strip().splitlines()[-1]
     second = cli("export", "--model", upos_tagger, "--name", "upos", "--root", root).stdout.strip().splitlines()[-1]
     assert first.endswith(os.path.join("upos", "1")) and second.endswith(os.path.join("upos", "2"))
     assert sorted(os.listdir(root / "upos")) == ["1", "2"]  # no half-written staging folder left
+    result = subprocess.run([sys.executable, "-c", SERVE_SCRIPT, first, _texts_arg()], capture_output=True,
+                            text=True, env=ENV, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert "rejected int TypeError" in lines or "rejected int ValueError" in lines or any(
+        line.startswith("rejected int") for line in lines)
+    assert any(line.startswith("rejected matrix") for line in lines)
+    served = json.loads(lines[-1])
+    assert served["loaded"] == []  # no tfpretrain: TensorFlow and tensorflow-text only
+    keras_answers = [json.loads(line) for line in cli(
+        "tag", "--model", upos_tagger, "--json", input="\n".join(ODD_TEXTS[:3] + ODD_TEXTS[4:]) + "\n"
+    ).stdout.splitlines()]
+    batch = served["batch"]
+    assert batch["lengths"][:3] == [4, 0, 0] and batch["num_words_truncated"][5] == 5000 - 512
+    for i, row in enumerate(served["rows"]):
+        n = row["lengths"][0]
+        assert row["tags"][0][:n] == batch["tags"][i][:n]  # batch size 1 and 7 agree
+        assert abs(row["score"][0] - batch["score"][i]) < 1e-4
+    for i, answer in zip([0, 1, 2, 4, 5, 6], keras_answers):  # the Keras model's answers (invalid UTF-8 aside)
+        n = batch["lengths"][i]
+        assert batch["tags"][i][:n] == answer["tags"] and batch["words"][i][:n] == answer["words"]
+        assert batch["starts"][i][:n] == answer["starts"]
+    shown = subprocess.run([os.path.join(os.path.dirname(sys.executable), "saved_model_cli"), "show", "--dir",
+                            first, "--all"], capture_output=True, text=True, env=ENV, timeout=300)
+    assert "signature_def['serving_default']" in shown.stdout and "signature_def['tag_ids']" in shown.stdout
+
+
+def test_ids_only_saved_model_needs_no_tensorflow_text(work, upos_tagger):
+    root = work["root"] / "ids_only"
+    path = cli("export", "--model", upos_tagger, "--name", "upos", "--root", root, "--ids-only").stdout.split()[-1]
     script = (
-        "import sys, json, tensorflow as tf, tensorflow_text\n"
-        "m = tf.saved_model.load(sys.argv[1])\n"
-        "out = m.signatures['serving_default'](texts=tf.constant(['The dog barked .', '']))\n"
-        "print(json.dumps({k: v.numpy().tolist() for k, v in out.items()}, default=lambda b: b.decode()))\n"
-        "assert 'tfpretrain' not in sys.modules and 'keras' not in sys.modules or True\n"
+        "import json, sys, tensorflow as tf\n"
+        "serve = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
+        "ids = json.loads(sys.argv[2])\n"
+        "out = serve(word_ids=tf.constant(ids['word_ids']), char_ids=tf.constant(ids['char_ids']))\n"
+        "print(json.dumps({'tags': out['tags'].numpy().tolist(), 'tftext': 'tensorflow_text' in sys.modules},"
+        " default=bytes.decode))\n"
     )
-    result = subprocess.run([sys.executable, "-c", script, first], capture_output=True, text=True, env=ENV, timeout=300)
+    from tfpretrain.pipelines.export import serving_module
+
+    module, signatures = serving_module(str(upos_tagger))
+    features = module.preprocessor(module.preprocessor.tokenize(["The dog barked .", "Hi"]).to_tensor())
+    ids = {k: v.numpy().tolist() for k, v in features.items()}
+    result = subprocess.run([sys.executable, "-c", script, path, json.dumps(ids)], capture_output=True, text=True,
+                            env=ENV, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     served = json.loads(result.stdout.strip().splitlines()[-1])
-    tagged = json.loads(cli("tag", "--model", upos_tagger, "--json", "The dog barked .").stdout.splitlines()[-1])
-    assert served["lengths"] == [4, 0]
-    assert served["tags"][0][:4] == tagged["tags"]
+    assert served["tftext"] is False
+    expected = signatures["serving_default"](texts=tf.constant(["The dog barked .", "Hi"]))["tags"].numpy()
+    assert served["tags"] == [[t.decode() for t in row] for row in expected]
+
+
+def test_tflite_tags_equal_keras_on_every_dev_sentence(work, upos_tagger, shared_data):
+    from tfpretrain.export.tflite import TfliteModel
+    from tfpretrain.pipelines.export import serving_module
+    from tfpretrain.text.readers import read_conllu
+
+    float_path, int8_path = work["root"] / "upos.tflite", work["root"] / "upos_int8.tflite"
+    assert cli("export", "--model", upos_tagger, "--tflite", float_path).stdout.split()[-1] == str(float_path)
+    cli("export", "--model", upos_tagger, "--tflite", int8_path, "--quantize", "dynamic")
+    data = float_path.read_bytes()
+    assert b"Flex" not in data  # no SELECT_TF_OPS kernels: builtins and tensorflow-text ops only
+    assert int8_path.stat().st_size < len(data)  # tiny model: the tokenizer tables dominate; see the benchmark
+    texts = [s.text for s in read_conllu(shared_data / "ud_english_ewt" / "dev.conllu")]
+    assert len(texts) > 2000 and all(texts)
+    module, signatures = serving_module(str(upos_tagger))
+    serve = signatures["serving_default"]
+    model, quantized = TfliteModel(str(float_path)), TfliteModel(str(int8_path))
+    same_int8 = total = ties = 0
+    for start in range(0, len(texts), 64):
+        batch = texts[start : start + 64]
+        expected = {k: v.numpy() for k, v in serve(texts=tf.constant(batch)).items()}
+        for i, text in enumerate(batch):
+            n = expected["lengths"][i]
+            got = model.run_one(text)
+            assert got["lengths"][0] == n, text
+            for key in ("words", "starts", "ends"):
+                assert got[key][0, :n].tolist() == expected[key][i, :n].tolist(), (key, text)
+            if got["tags"][0, :n].tolist() != expected["tags"][i, :n].tolist():
+                # Only a tie (two paths within float32 rounding of each other) may decode differently.
+                ties += 1
+                assert _path_log_probability_gap(module, text, got["tags"][0, :n], expected["tags"][i, :n]) < 1e-4
+            assert abs(got["score"][0] - expected["score"][i]) < 1e-3
+            tags8 = quantized.run_one(text)["tags"][0, :n]
+            same_int8 += int((tags8 == expected["tags"][i, :n]).sum())
+            total += int(n)
+    assert ties <= len(texts) // 200, ties
+    assert same_int8 / total > 0.9  # int8 weights change a few tags; the benchmark reports by how much
+
+
+def _path_log_probability_gap(module, text, tags_a, tags_b):
+    """|log p(a) - log p(b)| under the Keras model's CRF, for one text and two tag paths."""
+    words = module.preprocessor.tokenize([text]).to_tensor()
+    features = module.preprocessor(words)
+    potentials = module.model(features, training=False)["potentials"]
+    mask = features["word_ids"] > 0
+    a, b = (module.model.crf.log_likelihood(potentials, module.preprocessor.tag_ids(tf.constant([list(t)])), mask)
+            for t in (tags_a, tags_b))
+    return float(abs(a[0] - b[0]))
+
+
+def test_predict_gives_the_same_answers_from_keras_savedmodel_and_tflite(work, upos_tagger):
+    saved = cli("export", "--model", upos_tagger, "--name", "predict", "--root", work["root"] / "sm").stdout.split()[-1]
+    tflite = work["root"] / "predict.tflite"
+    cli("export", "--model", upos_tagger, "--tflite", tflite)
+    stdin = "The dog barked .\n\n" + "x " * 3000 + "\nemoji 🙂 here\n"
+    outputs = [[json.loads(line) for line in cli("predict", "--model", path, input=stdin).stdout.splitlines()]
+               for path in (upos_tagger, saved, tflite)]
+    for answers in outputs[1:]:
+        assert len(answers) == len(outputs[0]) == 4
+        for got, expected in zip(answers, outputs[0]):
+            assert abs(got.pop("score") - expected["score"]) < 1e-3
+            assert got == {k: v for k, v in expected.items() if k != "score"}
+    assert outputs[0][2]["num_words_truncated"] == 3000 - 512 and outputs[0][1]["words"] == []
+    result = cli("export", "--model", upos_tagger, "--tflite", tflite, "--name", "x", check=False)
+    assert result.returncode == 2 and "--name NAME" in result.stderr
 
 
 def test_train_on_iob2_without_bilm(work):
@@ -183,3 +319,36 @@ def test_conll2003_iob1_file_trains_as_iob2(work):
     assert "B-ORG" in tags and "B-PER" in tags and "B-LOC" in tags
     scores = json.loads(cli("evaluate", "--model", out, "--data", data).stdout.strip().splitlines()[-1])
     assert scores["f1"] > 0.9  # gold stays IOB1; seqeval's chunks are the same for IOB1 and IOB2
+
+
+def _readme_requests():
+    text = (REPO_ROOT / "saved_models" / "README.md").read_text(encoding="utf-8")
+    return {name: json.loads(body) for name, body in
+            re.findall(r"<!-- request: ([\w-]+) -->\n```json\n(.*?)\n```", text, flags=re.S)}
+
+
+def test_readme_request_bodies_run_through_the_signatures(work, upos_tagger):
+    """The REST and gRPC bodies of saved_models/README.md, fed to the SavedModel as TF Serving would."""
+    import tensorflow_text  # noqa: F401  (registers the ops, as a server must)
+    from google.protobuf import json_format
+    from tensorflow.core.framework import tensor_pb2
+
+    requests = _readme_requests()
+    assert set(requests) == {"rest-rows", "rest-columns", "rest-ids", "grpc"}
+    path = cli("export", "--model", upos_tagger, "--name", "readme", "--root", work["root"] / "rm").stdout.split()[-1]
+    signatures = tf.saved_model.load(path).signatures
+    answers = {}
+    for name, body in requests.items():
+        if name == "grpc":
+            signature = signatures[body["modelSpec"]["signatureName"]]
+            inputs = {key: tf.constant(tf.make_ndarray(json_format.ParseDict(value, tensor_pb2.TensorProto())))
+                      for key, value in body["inputs"].items()}
+        else:
+            signature = signatures[body["signature_name"]]
+            inputs = body.get("inputs") or {"texts": body["instances"]}
+            inputs = {key: tf.constant(value) for key, value in inputs.items()}
+        answers[name] = signature(**inputs)
+    assert answers["rest-rows"]["tags"].shape[0] == 2
+    first = answers["rest-rows"]["tags"][0, :4].numpy().tolist()
+    assert answers["rest-columns"]["tags"][0].numpy().tolist() == first == answers["grpc"]["tags"][0].numpy().tolist()
+    assert answers["rest-ids"]["lengths"].numpy().tolist() == [2]

@@ -1,11 +1,10 @@
 """In-graph tokenisation and id mapping against a pure-Python reference on real sentences."""
 
-import unicodedata
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tokenizers import normalizers, pre_tokenizers
 
 from tfpretrain.text import (
     TaggingPreprocessor,
@@ -15,22 +14,23 @@ from tfpretrain.text import (
     tagging_dataset,
     text_lines,
     tokenize,
+    tokenize_with_offsets,
 )
 from tfpretrain.text.readers import read_conllu, read_iob2
+from tfpretrain.text.tagging_preprocessor import keys_of
 
 
 def reference_tokenize(text):
-    """Pure Python: controls/separators are spaces; non letter/digit/mark chars are single tokens."""
-    tokens, word = [], ""
-    for ch in text:
-        category = unicodedata.category(ch)
-        if category == "Cc" or category.startswith("Z") or ch in "\t\n\v\f\r ":
-            tokens, word = tokens + ([word] if word else []), ""
-        elif category[0] in "LNM":
-            word += ch
-        else:
-            tokens, word = tokens + ([word] if word else []) + [ch], ""
-    return tokens + ([word] if word else [])
+    """Hugging Face tokenizers' BERT pre-tokenisation (CJK split by its normaliser), text otherwise unchanged."""
+    normalizer = normalizers.BertNormalizer(clean_text=False, handle_chinese_chars=True, strip_accents=False,
+                                            lowercase=False)
+    return [word for word, _ in pre_tokenizers.BertPreTokenizer().pre_tokenize_str(normalizer.normalize_str(text))]
+
+
+def reference_key(word):
+    """Hugging Face's BERT lower-casing: lower, NFD, non-spacing marks removed."""
+    return normalizers.BertNormalizer(clean_text=False, handle_chinese_chars=False, strip_accents=True,
+                                      lowercase=True).normalize_str(word)
 
 
 def reference_char_ids(token, max_chars):
@@ -51,11 +51,20 @@ def test_tokenize_matches_reference_on_real_text(ewt_texts):
 
 
 def test_tokenize_odd_input():
-    texts = ["", "   \t ", "a\x00b\x07c", "Tokyo 東京 🙂 done", "naïve café", "x\u00a0y", "مرحبا بالعالم"]
+    texts = ["", "   \t ", "a\x00b\x07c", "Tokyo 東京 🙂 done", "naïve café", "x\u00a0y", "مرحبا بالعالم",
+             "£5 ok🙂 (yes) — «quoted» ¿qué?", "a\u2028b\u3000c"]
     for text, tokens in zip(texts, tokenize(tf.constant(texts)).to_list()):
         assert [t.decode("utf-8") for t in tokens] == reference_tokenize(text), repr(text)
     invalid = tokenize(tf.constant([b"ab\xffcd ok"])).to_list()[0]
-    assert invalid == [b"ab", "\ufffd".encode(), b"cd", b"ok"]
+    assert invalid == [b"ab\xffcd", b"ok"]  # invalid bytes stay inside their word
+
+
+def test_offsets_cut_the_words_out_of_the_text(ewt_texts):
+    texts = ewt_texts[:100] + ["Tokyo 東京 🙂 done", "", "  a  "]
+    words, starts, ends = tokenize_with_offsets(tf.constant(texts))
+    for text, row, row_starts, row_ends in zip(texts, words.to_list(), starts.to_list(), ends.to_list()):
+        data = text.encode("utf-8")
+        assert [data[s:e] for s, e in zip(row_starts, row_ends)] == row
 
 
 def test_char_ids_match_reference(ewt_texts):
@@ -69,7 +78,8 @@ def test_char_ids_match_reference(ewt_texts):
 
 def test_preprocessor_matches_reference_and_round_trips(shared_data):
     sentences = read_iob2(shared_data / "uner_english_ewt" / "dev.iob2")[:200]
-    words = build_vocabulary(([t.lower() for t in s.tokens] for s in sentences), min_count=2)
+    words = build_vocabulary(([reference_key(t) for t in s.tokens] for s in sentences), min_count=2)
+    assert words == build_vocabulary([keys_of(s.tokens for s in sentences)], min_count=2)
     tags = sorted({t for s in sentences for t in s.tags})
     pre = TaggingPreprocessor(words, tags, max_chars_per_token=20)
     index = {w: i + 2 for i, w in enumerate(words)}
@@ -77,7 +87,7 @@ def test_preprocessor_matches_reference_and_round_trips(shared_data):
     width = max(len(s.tokens) for s in batch)
     tokens = tf.constant([list(s.tokens) + [""] * (width - len(s.tokens)) for s in batch])
     features = pre(tokens)
-    expected_words = [[index.get(t.lower(), 1) if t else 0 for t in row] for row in tokens.numpy().astype(str)]
+    expected_words = [[index.get(reference_key(t), 1) if t else 0 for t in row] for row in tokens.numpy().astype(str)]
     np.testing.assert_array_equal(features["word_ids"], expected_words)
     tag_ids = pre.tag_ids(tf.ragged.constant([list(s.tags) for s in batch])).numpy()
     for row, s in zip(tag_ids, batch):

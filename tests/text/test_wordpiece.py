@@ -152,6 +152,19 @@ def test_tokenize_words_matches_whole_text_and_keeps_word_counts(ours, real_sent
     assert odd == [[[7929], [100], [100]], [[100]]]
 
 
+def test_tokenize_words_with_offsets_equals_hugging_face_offsets(ours, hf, real_sentences):
+    # Every distinct whitespace word of the real sentences, and words whose characters change or vanish.
+    words = sorted({word for text in real_sentences for word in text.split()})
+    words += ["naïve", "ÅNGSTRÖM", "ﬁne", "x\u200by", "\x01a", "a☃b", "27–20", "x" * 150]
+    pieces, starts, ends = (t.to_list()[0] for t in ours.tokenize_words_with_offsets(tf.ragged.constant([words])))
+    expected = hf.encode_batch(words, add_special_tokens=False)
+    assert pieces == [e.ids for e in expected]
+    assert [list(zip(s, e)) for s, e in zip(starts, ends)] == [[tuple(o) for o in e.offsets] for e in expected]
+    # A word that normalises to nothing keeps one [UNK] (as tokenize_words), spanning its end.
+    pieces, starts, ends = (t.to_list() for t in ours.tokenize_words_with_offsets(tf.ragged.constant([["\u200b"]])))
+    assert (pieces, starts, ends) == ([[[ours.unk_token_id]]], [[[1]]], [[[1]]])
+
+
 def test_word_starts_and_detokenize(ours):
     ids = ours(tf.constant(["Unaffable grumpiness, naïve!"]))
     tokens = [ours.id_to_token(i) for i in ids.to_list()[0]]

@@ -1,4 +1,4 @@
-"""Export to SavedModel (TF Serving layout)."""
+"""Export to SavedModel (TF Serving layout) and to TFLite."""
 
 from tfpretrain.export.saved_model import export_saved_model, next_version
-from tfpretrain.export.tagging_module import TaggingModule, decode_tagging_outputs
+from tfpretrain.export.tagging_module import TaggingModule

@@ -8,6 +8,18 @@ import tempfile
 import tensorflow as tf
 
 
+def check_batch(texts, name="texts"):
+    """``texts`` unchanged, after a run-time check that it is one string per example (rank 1).
+
+    A signature called with another shape then fails with an
+    ``InvalidArgumentError`` naming the input, instead of answering nonsense.
+    """
+    size, rows = tf.size(texts), tf.shape(texts)[0]
+    with tf.control_dependencies([tf.debugging.assert_equal(
+            size, rows, message=f"{name} must be a vector of strings, one per example (shape [batch])")]):
+        return tf.identity(texts)
+
+
 def next_version(root, name):
     """1 + the largest numeric version under ``root/name`` (1 when there is none)."""
     directory = os.path.join(root, name)

@@ -1,21 +1,37 @@
-"""Raw strings in, tokens and tags out: one graph for tagging, serving and export."""
+"""Raw strings in, words, offsets and tags out: one graph for tagging, serving and on-device export."""
 
 import tensorflow as tf
 
-from tfpretrain.text.tokenizer import tokenize
-from tfpretrain.text.vocabulary import PADDING_TOKEN
+from tfpretrain.export.saved_model import check_batch
+from tfpretrain.text.tokenizer import word_offsets, words_at
+
+#: Words tagged per text; later words are cut and counted in ``num_words_truncated``.
+MAX_WORDS = 512
 
 
 class TaggingModule(tf.Module):
-    """Wraps a trained tagger and its preprocessor as a `tf.Module`.
+    """Wraps a trained `CRFTagger` and its `TaggingPreprocessor` as a `tf.Module`.
 
     ``module.tag_texts(texts)`` takes a batch of raw UTF-8 strings ``(batch,)``
-    and returns ``{"tokens": (batch, time) str, "tags": (batch, time) str,
-    "lengths": (batch,) int32}``, padded with empty strings. Tokenisation, the
-    model, CRF decoding and the tag lookup all run in one graph, which is also
-    the SavedModel's ``serving_default`` signature. ``module.tag_tokens(tokens)``
-    does the same for pre-tokenised, ''-padded input. An empty or
-    whitespace-only text gives length 0.
+    and returns, padded with ``''`` / 0:
+
+    - ``words`` string ``(batch, words)``, split by `tfpretrain.text.tokenize`;
+    - ``tags`` string ``(batch, words)``, the CRF's Viterbi path;
+    - ``starts`` / ``ends`` int32 ``(batch, words)``: each word's byte offsets
+      in its text (``text[start:end] == word``);
+    - ``lengths`` int32 ``(batch,)``: words tagged;
+    - ``score`` float32 ``(batch,)``: the CRF probability of the returned tag
+      sequence, ``exp(score(path) - log Z)`` (1.0 for an empty text);
+    - ``num_words_truncated`` int32 ``(batch,)``: words beyond ``max_words``,
+      which are not tagged (reported, never dropped silently).
+
+    Tokenisation, the model, CRF decoding and the tag lookup run in one graph:
+    the SavedModel's ``serving_default`` signature, ``tfpretrain tag``, and
+    (at batch size 1) the ``.tflite`` file. ``module.tag_ids(word_ids,
+    char_ids)`` is the same model on ids (a server without tensorflow-text
+    ops): ``tags``, ``lengths`` and ``score``, word id 0 marking padding.
+
+    An empty or whitespace-only text gives length 0.
 
     Example:
 
@@ -23,41 +39,65 @@ class TaggingModule(tf.Module):
     >>> module.tag_texts(tf.constant(["Ines flew to Porto ."]))["tags"]
     """
 
-    def __init__(self, model, preprocessor):
+    def __init__(self, model, preprocessor, max_words=MAX_WORDS):
         super().__init__(name="tagging_module")
         self.model = model
         self.preprocessor = preprocessor
+        self.max_words = int(max_words)
         self.tag_texts = tf.function(
             self._tag_texts, input_signature=[tf.TensorSpec([None], tf.string, name="texts")]
         )
-        self.tag_tokens = tf.function(
-            self._tag_tokens, input_signature=[tf.TensorSpec([None, None], tf.string, name="tokens")]
-        )
+        self.tag_ids = tf.function(self._tag_ids, input_signature=[
+            tf.TensorSpec([None, None], tf.int32, name="word_ids"),
+            tf.TensorSpec([None, None, preprocessor.max_chars_per_token], tf.int32, name="char_ids"),
+        ])
 
-    def _tag_tokens(self, tokens):
-        # At least one step, so that a batch of empty texts still runs the graph.
-        width = tf.shape(tokens)[1]
-        tokens = tf.pad(tokens, [[0, 0], [0, tf.maximum(1 - width, 0)]], constant_values=PADDING_TOKEN)
-        valid = tf.not_equal(tokens, PADDING_TOKEN)  # (batch, time)
-        outputs = self.model(self.preprocessor(tokens), training=False)
-        tags = tf.where(valid, self.preprocessor.tag_strings(outputs["tag_ids"]), PADDING_TOKEN)
+    def signatures(self):
+        """The SavedModel signatures: ``serving_default`` (raw texts) and ``tag_ids``."""
+        return {"serving_default": self.tag_texts.get_concrete_function(),
+                "tag_ids": self.tag_ids.get_concrete_function()}
+
+    def tflite_function(self):
+        """The raw-text graph at batch size 1 (input ``text``: string ``[1]``), for `tfpretrain.export.tflite`."""
+        return tf.function(self._tag_texts, input_signature=[tf.TensorSpec([1], tf.string, name="text")])
+
+    def _tag_ids(self, word_ids, char_ids):
+        # At least one step, so that a batch of empty texts still runs the model.
+        missing = tf.maximum(1 - tf.shape(word_ids)[1], 0)
+        word_ids = tf.pad(word_ids, [[0, 0], [0, missing]])
+        char_ids = tf.pad(char_ids, [[0, 0], [0, missing], [0, 0]])
+        mask = word_ids > 0  # (batch, time)
+        outputs = self.model({"word_ids": word_ids, "char_ids": char_ids}, training=False)
+        tag_ids = tf.where(mask, outputs["tag_ids"], -1)
+        log_probability = self.model.crf.log_likelihood(outputs["potentials"], tag_ids, mask)
         return {
-            "tokens": tokens,
-            "tags": tags,
-            "lengths": tf.reduce_sum(tf.cast(valid, tf.int32), axis=1),
+            "tags": self.preprocessor.tag_strings(tag_ids),
+            "lengths": tf.reduce_sum(tf.cast(mask, tf.int32), axis=1),
+            "score": tf.exp(log_probability),
         }
 
     def _tag_texts(self, texts):
-        return self._tag_tokens(tokenize(texts).to_tensor(default_value=PADDING_TOKEN))
-
-
-def decode_tagging_outputs(outputs):
-    """Turns a batch of module outputs into ``[{"tokens": [...], "tags": [...]}, ...]``."""
-    tokens, tags, lengths = (outputs[k].numpy() for k in ("tokens", "tags", "lengths"))
-    return [
-        {
-            "tokens": [t.decode("utf-8", "replace") for t in tokens[i, :n]],
-            "tags": [t.decode("utf-8") for t in tags[i, :n]],
+        texts = check_batch(texts)
+        starts, ends = word_offsets(texts)
+        num_words = tf.cast(starts.row_lengths(), tf.int32)
+        # Dense offsets first, then cut, then the words: the ops TFLite has kernels for. At least one
+        # (padding) slot, so that no tensor is empty (TFLite's XNNPACK delegate rejects those).
+        starts, ends = (self._dense(offsets) for offsets in (starts, ends))  # (batch, words)
+        words = words_at(texts, starts, ends)  # padding: (0, 0) -> ''
+        features = self.preprocessor(words)
+        outputs = self._tag_ids(features["word_ids"], features["char_ids"])
+        width = tf.shape(words)[1]
+        return {
+            "words": words,
+            "tags": outputs["tags"][:, :width],
+            "starts": starts,
+            "ends": ends,
+            "lengths": outputs["lengths"],
+            "score": outputs["score"],
+            "num_words_truncated": num_words - outputs["lengths"],
         }
-        for i, n in enumerate(lengths)
-    ]
+
+
+    def _dense(self, offsets):
+        dense = offsets.to_tensor(default_value=0)[:, : self.max_words]
+        return tf.pad(dense, [[0, 0], [0, tf.maximum(1 - tf.shape(dense)[1], 0)]])

@@ -9,7 +9,7 @@ from tfpretrain.text.datasets import (
     tokenized_lines,
 )
 from tfpretrain.text.tagging_preprocessor import TaggingPreprocessor
-from tfpretrain.text.tokenizer import normalize_text, tokenize
+from tfpretrain.text.tokenizer import tokenize, tokenize_with_offsets
 from tfpretrain.text.vocabulary import build_vocabulary, load_vocabulary, save_vocabulary
 from tfpretrain.text.bert_datasets import masked_lm_dataset, piece_sequences
 from tfpretrain.text.lm_datasets import causal_lm_dataset

@@ -10,6 +10,7 @@ array([[[257,  98,  99, 258,   0],
 """
 
 import tensorflow as tf
+import tensorflow_text as tf_text
 
 PAD_CHAR = 0
 BEGIN_OF_WORD = 257
@@ -18,24 +19,26 @@ NUM_CHARS = 259
 
 
 def char_ids(tokens, max_chars=50):
-    """Maps dense string tokens ``(batch, time)`` to int32 ids ``(batch, time, max_chars)``.
+    """Maps string tokens (any shape, e.g. ``(batch, time)``) to int32 ids ``(..., max_chars)``.
 
     Tokens longer than ``max_chars - 2`` bytes keep their first bytes. Empty
-    strings (padding) map to all-zero rows.
+    strings (padding) map to all-zero rows. Only TFLite-convertible ops are
+    used (tensorflow-text's ``ByteSplitter`` and ``RaggedTensorToTensor``,
+    then builtins).
     """
     if max_chars < 3:
         raise ValueError(f"max_chars must be at least 3 (two word markers and a byte), got {max_chars}")
     tokens = tf.convert_to_tensor(tokens, dtype=tf.string)
-    shape = tf.shape(tokens)
-    flat = tf.reshape(tokens, [-1])  # (batch * time,)
-    flat = tf.strings.substr(flat, 0, max_chars - 2)  # byte-level truncation
-    bytes_ = tf.strings.bytes_split(flat)  # ragged (batch * time, None) of 1-byte strings
-    values = tf.reshape(tf.io.decode_raw(bytes_.flat_values, tf.uint8), [-1])
-    ids = bytes_.with_flat_values(tf.cast(values, tf.int32) + 1)
-    n = tf.shape(flat)[0]
-    nonempty = bytes_.row_lengths() > 0
-    begin = tf.where(nonempty, BEGIN_OF_WORD, PAD_CHAR)[:, None]
-    end = tf.where(nonempty, END_OF_WORD, PAD_CHAR)[:, None]
-    framed = tf.concat([tf.cast(begin, tf.int32), ids, tf.cast(end, tf.int32)], axis=1)
-    dense = framed.to_tensor(default_value=PAD_CHAR, shape=[n, max_chars])  # (batch * time, max_chars)
-    return tf.reshape(dense, tf.concat([shape, [max_chars]], axis=0))
+    flat = tf.reshape(tokens, [-1])  # (n,)
+    bytes_ = tf.cast(tf_text.ByteSplitter().split(flat), tf.int32)  # ragged (n, None)
+    kept = max_chars - 2
+    lengths = tf.minimum(tf.cast(bytes_.row_lengths(), tf.int32), kept)[:, None]  # (n, 1)
+    dense = bytes_.to_tensor(default_value=0, shape=[None, kept]) + 1  # (n, kept)
+    # Position 0 begins the word, 1..length hold its bytes, length + 1 ends it.
+    shifted = tf.concat([tf.zeros_like(dense[:, :1]), dense, tf.zeros_like(dense[:, :1])], axis=1)
+    position = tf.range(max_chars, dtype=tf.int32)[None, :]  # (1, max_chars)
+    ids = tf.where(position <= lengths, shifted, PAD_CHAR)
+    ids = tf.where(position == 0, BEGIN_OF_WORD, ids)
+    ids = tf.where(position == lengths + 1, END_OF_WORD, ids)
+    ids = tf.where(lengths > 0, ids, PAD_CHAR)  # (n, max_chars)
+    return tf.reshape(ids, tf.concat([tf.shape(tokens), [max_chars]], axis=0))

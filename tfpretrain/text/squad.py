@@ -291,25 +291,39 @@ class _Context:
 
 
 def tokenize_contexts(contexts, tokenizer):
-    """Tokenises each distinct context once; returns ``{context: _Context}``."""
+    """Tokenises each distinct context once; returns ``{context: _Context}``.
+
+    A tokenizer with ``tokenize_words_with_offsets`` (`WordPieceTokenizer`)
+    gives each piece's characters itself, as the exported question answerer
+    (`tfpretrain.export.task_modules`) does in the graph; for another the
+    pieces are aligned with their word's text (`piece_spans`).
+    """
     import tensorflow as tf
 
     distinct = list(dict.fromkeys(contexts))
     split = [split_words(c) for c in distinct]
     word_lists = [words for words, _, _ in split]
     ragged = tf.ragged.constant(word_lists, dtype=tf.string, ragged_rank=1) if any(word_lists) else None
-    nested = tokenizer.tokenize_words(ragged).to_list() if ragged is not None else [[] for _ in distinct]
-    vocabulary = _vocabulary(tokenizer)
-    unk_token = vocabulary[tokenizer.unk_token_id]
-    lowercase, strip_accents = _tokenizer_normalization(tokenizer)
+    if ragged is None:
+        nested = spans = [[] for _ in distinct]
+    elif hasattr(tokenizer, "tokenize_words_with_offsets"):
+        pieces, starts, ends = (t.to_list() for t in tokenizer.tokenize_words_with_offsets(ragged))
+        nested = pieces
+        spans = [[list(zip(s, e)) for s, e in zip(row_starts, row_ends)] for row_starts, row_ends in zip(starts, ends)]
+    else:
+        nested = tokenizer.tokenize_words(ragged).to_list()
+        vocabulary = _vocabulary(tokenizer)
+        unk_token = vocabulary[tokenizer.unk_token_id]
+        lowercase, strip_accents = _tokenizer_normalization(tokenizer)
+        spans = [[piece_spans(word, [vocabulary[p] for p in pieces], lowercase, strip_accents, unk_token)
+                  for word, pieces in zip(words, word_pieces)] for words, word_pieces in zip(word_lists, nested)]
     result = {}
-    for context, (words, starts, _), word_pieces in zip(distinct, split, nested):
+    for context, (_, starts, _), word_pieces, word_spans in zip(distinct, split, nested, spans):
         ids, start_chars, end_chars = [], [], []
-        for word, word_start, pieces in zip(words, starts, word_pieces):
-            spans = piece_spans(word, [vocabulary[p] for p in pieces], lowercase, strip_accents, unk_token)
+        for word_start, pieces, spans_of_word in zip(starts, word_pieces, word_spans):
             ids.extend(pieces)
-            start_chars.extend(word_start + s for s, _ in spans)
-            end_chars.extend(word_start + e for _, e in spans)
+            start_chars.extend(word_start + s for s, _ in spans_of_word)
+            end_chars.extend(word_start + e for _, e in spans_of_word)
         result[context] = _Context(np.asarray(ids, np.int32), np.asarray(start_chars, np.int32),
                                    np.asarray(end_chars, np.int32))
     return result

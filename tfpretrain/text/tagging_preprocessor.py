@@ -2,10 +2,39 @@
 
 import keras
 import tensorflow as tf
+import tensorflow_text as tf_text
 
-from tfpretrain.text.char_ids import char_ids
+from tfpretrain.text.char_ids import BEGIN_OF_WORD, char_ids
 from tfpretrain.text.tokenizer import tokenize
 from tfpretrain.text.vocabulary import OOV_TOKEN, PADDING_TOKEN
+
+# Whole-word lookup with FastWordpieceTokenizer: no vocabulary entry starts with this
+# continuation prefix, so a word is either found whole or is [UNK] (one piece either way).
+_NO_CONTINUATION = "\x03"
+_LOWERCASE = tf_text.FastBertNormalizer(lower_case_nfd_strip_accents=True)
+
+
+def word_keys(words, lowercase=True):
+    """The form under which a tagger looks words up: with ``lowercase``, case-folded without accents.
+
+    Lower-casing is tensorflow-text's `FastBertNormalizer` (NFD, accents
+    removed, case-folded: "Café" and "CAFE" are both "cafe"), which has a
+    TFLite kernel; vocabularies are built from the same keys.
+
+    >>> word_keys(tf.constant(["Café", "ÉCOLE", "naïve"])).numpy()
+    array([b'cafe', b'ecole', b'naive'], dtype=object)
+    """
+    words = tf.convert_to_tensor(words, dtype=tf.string)
+    return _LOWERCASE.normalize(words) if lowercase else words
+
+
+def keys_of(token_lists, lowercase=True):
+    """The `word_keys` of every token in ``token_lists``, one flat list of str (to build a vocabulary from)."""
+    tokens = [token for tokens in token_lists for token in tokens]
+    if not tokens:
+        return []
+    return [key.decode("utf-8", "replace") for key in word_keys(tf.constant(tokens), lowercase).numpy()]
+
 
 
 @keras.saving.register_keras_serializable(package="tfpretrain")
@@ -13,8 +42,10 @@ class TaggingPreprocessor(keras.layers.Layer):
     """Turns tokens into ``{"word_ids", "char_ids"}`` and tags into tag ids.
 
     Word id 0 is padding (the empty string), 1 is out-of-vocabulary, and
-    ``word_vocabulary[i]`` is ``i + 2``. Words are lower-cased before lookup
-    when ``lowercase`` (characters keep their case). Tag ids index ``tags``;
+    ``word_vocabulary[i]`` is ``i + 2``. Words are looked up by their
+    `word_keys` (case-folded, accents removed, when ``lowercase``; characters
+    keep their case). Every op converts to TFLite (the lookup is a whole-word
+    `tf_text.FastWordpieceTokenizer`, not a hash table). Tag ids index ``tags``;
     padding and tags outside ``tags`` become -1. Runs inside `tf.data` and
     inside exported graphs: no Python per example.
 
@@ -46,19 +77,17 @@ class TaggingPreprocessor(keras.layers.Layer):
         bad = {PADDING_TOKEN, OOV_TOKEN} & set(self.word_vocabulary)
         if bad:
             raise ValueError(f"word_vocabulary may not contain the reserved tokens {sorted(bad)}")
+        starts_like_piece = [w for w in self.word_vocabulary if w.startswith(_NO_CONTINUATION)]
+        if starts_like_piece or len(set(self.word_vocabulary)) != len(self.word_vocabulary):
+            raise ValueError("word_vocabulary must hold distinct words, none starting with \\x03; got "
+                             f"{starts_like_piece[:3] or 'repeated words'}")
         if len(set(self.tags)) != len(self.tags) or PADDING_TOKEN in self.tags:
             raise ValueError(f"tags must be distinct and non-empty, got {self.tags}")
         self.max_chars_per_token = int(max_chars_per_token)
         self.lowercase = bool(lowercase)
-        self.word_lookup = keras.layers.StringLookup(
-            vocabulary=self.word_vocabulary, mask_token=PADDING_TOKEN, oov_token=OOV_TOKEN,
-            num_oov_indices=1, output_mode="int", name="word_lookup",
-        )
-        self.tag_table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(self.tags), tf.range(len(self.tags), dtype=tf.int32)
-            ),
-            default_value=-1,
+        self._word_pieces = tf_text.FastWordpieceTokenizer(
+            vocab=[OOV_TOKEN] + self.word_vocabulary, suffix_indicator=_NO_CONTINUATION, unknown_token=OOV_TOKEN,
+            no_pretokenization=True, token_out_type=tf.int32, max_bytes_per_word=1 << 30,
         )
         self.built = True  # no weights; the lookup tables are made above
 
@@ -75,18 +104,24 @@ class TaggingPreprocessor(keras.layers.Layer):
         if isinstance(tokens, tf.RaggedTensor):
             tokens = tokens.to_tensor(default_value=PADDING_TOKEN)
         tokens = tf.convert_to_tensor(tokens, dtype=tf.string)  # (batch, time)
-        words = tf.strings.lower(tokens, encoding="utf-8") if self.lowercase else tokens
-        word_ids = tf.cast(self.word_lookup(words), tf.int32)  # (batch, time)
-        return {
-            "word_ids": word_ids,
-            "char_ids": char_ids(tokens, self.max_chars_per_token),  # (batch, time, chars)
-        }
+        chars = char_ids(tokens, self.max_chars_per_token)  # (batch, time, chars)
+        return {"word_ids": self.word_ids(tokens, chars[..., 0] == BEGIN_OF_WORD), "char_ids": chars}
+
+    def word_ids(self, tokens, nonempty):
+        """Dense tokens -> int32 word ids; ``nonempty`` (bool, same shape) marks the non-padding tokens."""
+        flat = tf.reshape(word_keys(tokens, self.lowercase), [-1])
+        # One piece per non-empty key: 0 ([UNK]) or 1 + the word's index.
+        pieces = self._word_pieces.tokenize(flat).to_tensor(default_value=0, shape=[None, 1])
+        ids = tf.reshape(pieces + 1, tf.shape(tokens))  # 1 = OOV, i + 2 = word_vocabulary[i]
+        return tf.where(nonempty, ids, 0)
 
     def tag_ids(self, tags):
         """Tag strings (dense or ragged) -> int32 ids, -1 for padding and unknown tags."""
         if isinstance(tags, tf.RaggedTensor):
             tags = tags.to_tensor(default_value=PADDING_TOKEN)
-        return self.tag_table.lookup(tf.convert_to_tensor(tags, dtype=tf.string))
+        tags = tf.convert_to_tensor(tags, dtype=tf.string)
+        matches = tf.equal(tags[..., None], tf.constant(self.tags))  # (..., num_tags); no hash table to export
+        return tf.where(tf.reduce_any(matches, axis=-1), tf.argmax(matches, axis=-1, output_type=tf.int32), -1)
 
     def tag_strings(self, tag_ids):
         """Tag ids -> tag strings (ids outside the tag set give the empty string)."""

@@ -1,34 +1,72 @@
-"""In-graph word tokenisation of raw text.
+"""In-graph word tokenisation of raw text, the same in TensorFlow, SavedModel and TFLite.
 
-Text is first made safe (invalid UTF-8 replaced by U+FFFD; control characters
-and Unicode separators become spaces), then split on whitespace, with every
-character that is not a letter, digit or combining mark (punctuation, symbols,
-emoji) split off as a token of its own:
+Words are split as BERT's basic tokenizer splits them, without changing the
+text: on whitespace (Unicode ``White_Space``), and around every punctuation
+character (ASCII ``!"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~`` and Unicode category
+P) and every CJK ideograph, each of which becomes a word of its own:
 
->>> tfpretrain.text.tokenize(tf.constant(["Hello, world!"])).to_list()
-[[b'Hello', b',', b'world', b'!']]
+>>> tfpretrain.text.tokenize(tf.constant(["Hello, world! 東京"])).to_list()
+[[b'Hello', b',', b'world', b'!', b'\xe6\x9d\xb1', b'\xe4\xba\xac']]
 
-Scripts written without spaces (Chinese, Japanese, Thai) stay one token per
-run of letters; that is the documented behaviour, not an error.
+Other characters stay inside words: non-ASCII symbols and emoji (``"£5"``,
+``"ok🙂"``), control characters, and invalid UTF-8 bytes, which are kept as
+they are (a word's character ids are its bytes, so every string has ids).
+Each word's byte offsets in the input come with `tokenize_with_offsets`.
+
+The split is tensorflow-text's `FastWordpieceTokenizer` pre-tokenisation
+(with a one-token vocabulary, every word is one ``[UNK]`` with its offsets)
+and the words are cut out with `ByteSplitter.split_by_offsets`: both have
+TFLite kernels, so the same function runs inside an on-device ``.tflite``
+file (see `tfpretrain.export.tflite`).
 """
 
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-# RE2 patterns. \p{Cc}: control characters; \p{Z}: space, line and paragraph separators.
-_SPACE = r"[\p{Cc}\p{Z}]"
-_PUNCTUATION = r"[^\p{L}\p{N}\p{M}\s]"
+_UNKNOWN = "[UNK]"
+# A vocabulary without continuation pieces (no entry starts with the suffix indicator): every
+# pre-tokenised word becomes exactly one piece, [UNK] or the word itself, with the word's offsets.
+_SPLITTER = tf_text.FastWordpieceTokenizer(
+    vocab=[_UNKNOWN, "\x02"], suffix_indicator="\x03", unknown_token=_UNKNOWN, no_pretokenization=False,
+    token_out_type=tf.int32, max_bytes_per_word=1 << 30,
+)
 
 
-def normalize_text(texts):
-    """Replaces invalid UTF-8 with U+FFFD and control/separator characters with spaces."""
-    texts = tf.strings.unicode_transcode(
-        texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
-    )
-    return tf.strings.regex_replace(texts, _SPACE, " ")
+def word_offsets(texts):
+    """The byte offsets of the words of raw strings ``(batch,)``: ragged int32 ``(starts, ends)``."""
+    _, starts, ends = _SPLITTER.tokenize_with_offsets(tf.convert_to_tensor(texts, dtype=tf.string))
+    return tf.cast(starts, tf.int32), tf.cast(ends, tf.int32)
+
+
+def words_at(texts, starts, ends):
+    """The substrings ``texts[b][starts[b, i]:ends[b, i]]``; offsets ragged or dense (``0, 0`` gives ``''``).
+
+    Returns a ragged tensor for ragged offsets and a dense one for dense offsets.
+    """
+    words = tf_text.ByteSplitter().split_by_offsets(tf.convert_to_tensor(texts, dtype=tf.string), starts, ends)
+    if isinstance(starts, tf.RaggedTensor):
+        return words
+    return tf.reshape(words.flat_values, tf.shape(starts))  # the rows are uniform
+
+
+def tokenize_with_offsets(texts):
+    """Splits raw strings ``(batch,)`` into words with their byte offsets.
+
+    Returns:
+        ``(words, starts, ends)``: ragged ``(batch, None)`` tensors of the
+        words (tf.string) and of each word's start and end byte offsets in its
+        text (int32), so that ``text[start:end] == word``.
+
+    Example:
+
+    >>> words, starts, ends = tokenize_with_offsets(tf.constant(["Hi, you"]))
+    >>> words.to_list(), starts.to_list(), ends.to_list()
+    ([[b'Hi', b',', b'you']], [[0, 2, 4]], [[2, 3, 7]])
+    """
+    starts, ends = word_offsets(texts)
+    return words_at(texts, starts, ends), starts, ends
 
 
 def tokenize(texts):
     """Splits a batch of raw strings ``(batch,)`` into words, a ragged ``(batch, None)``."""
-    texts = tf.convert_to_tensor(texts, dtype=tf.string)
-    return tf_text.regex_split(normalize_text(texts), r"\s+|" + _PUNCTUATION, _PUNCTUATION)
+    return tokenize_with_offsets(texts)[0]

@@ -124,6 +124,13 @@ def split_bert_words(texts):
     return tf_text.regex_split(texts, r"\s+|" + _SPLIT_OFF, _SPLIT_OFF)
 
 
+def _as_ragged_words(words):
+    """Words as a ragged ``(batch, words)`` string tensor (dense input converted)."""
+    if isinstance(words, tf.RaggedTensor):
+        return words
+    return tf.RaggedTensor.from_tensor(tf.convert_to_tensor(words, dtype=tf.string))
+
+
 def _trim_vocabulary(vocabulary, vocabulary_size, num_reserved):
     """Keeps the reserved tokens and every single character, then the first learned pieces."""
     reserved, learned = vocabulary[:num_reserved], vocabulary[num_reserved:]
@@ -262,15 +269,80 @@ class WordPieceTokenizer(keras.layers.Layer):
         change. A "word" with punctuation inside (``"don't"``) gets all the
         pieces BERT splits it into.
         """
-        words = tf.convert_to_tensor(words, dtype=tf.string) if not isinstance(words, tf.RaggedTensor) else words
-        if not isinstance(words, tf.RaggedTensor):
-            words = tf.RaggedTensor.from_tensor(words)
-        pieces = self._wordpiece.tokenize(self.normalize(words.flat_values))  # (total_words, pieces)
-        empty = tf.cast(pieces.row_lengths() == 0, tf.int64)
-        unknown = tf.RaggedTensor.from_row_lengths(
-            tf.fill([tf.reduce_sum(empty)], tf.constant(self.unk_token_id, tf.int32)), empty)
-        pieces = tf.concat([pieces, unknown], axis=1)
+        words = _as_ragged_words(words)
+        pieces, _ = self._pieces_of_words(words.flat_values)  # (total_words, pieces)
         return words.with_flat_values(pieces)  # (batch, words, pieces)
+
+    def tokenize_words_with_offsets(self, words):
+        """`tokenize_words` plus each piece's span in its word, in characters: ``(pieces, starts, ends)``.
+
+        All three are ragged ``(batch, words, pieces)``; ``starts`` / ``ends``
+        (int32, end exclusive) count the word's characters (code points; an
+        invalid UTF-8 sequence is one character). A piece spans the characters
+        its normalised text came from, each character normalised on its own
+        as `tfpretrain.text.squad.piece_spans` does; an ``[UNK]`` spans the
+        characters it stands for, and the ``[UNK]`` of a word that normalises
+        to nothing spans ``(length, length)``. Where the characters normalised
+        one by one do not add up to the normalised word (context-dependent
+        normalisation, very rare), every piece of that word spans the whole word.
+        """
+        words = _as_ragged_words(words)
+        flat = words.flat_values  # (words,)
+        pieces, (starts, ends, normalized_lengths) = self._pieces_of_words(flat, with_offsets=True)
+        chars = tf.strings.unicode_split(flat, "UTF-8", errors="replace", replacement_char=0xFFFD)  # (words, chars)
+        char_lengths = tf.cast(tf.strings.length(self.normalize(chars.flat_values)), tf.int64)  # (all chars,) bytes
+        # Normalised byte -> character, in one sorted sequence over all words: where each character's bytes end.
+        char_ends = tf.cumsum(char_lengths)  # (all chars,)
+        first_char = chars.row_starts()  # (words,): index of each word's first character
+        word_bytes = tf.gather(tf.concat([[0], char_ends], axis=0), first_char)  # (words,): bytes before each word
+        aligned = tf.gather(tf.concat([[0], char_ends], axis=0), chars.row_limits()) - word_bytes == normalized_lengths
+        rows = pieces.value_rowids()  # (pieces,): the word of each piece
+
+        def to_chars(offsets):
+            # How many of the word's characters end at or before each byte offset: the character that made that byte.
+            position = tf.searchsorted(char_ends, tf.gather(word_bytes, rows) + offsets, side="right",
+                                       out_type=tf.int64)
+            return position - tf.gather(first_char, rows)  # (pieces,)
+
+        starts, ends = starts.flat_values, ends.flat_values
+        length = tf.gather(chars.row_lengths(), rows)
+        start_chars = to_chars(starts)
+        end_chars = to_chars(ends - 1) + 1
+        past_the_end = starts >= tf.gather(normalized_lengths, rows)
+        start_chars = tf.where(past_the_end, length, start_chars)
+        end_chars = tf.where(past_the_end | (ends <= starts), start_chars, end_chars)
+        whole = ~tf.gather(aligned, rows)
+        start_chars = tf.where(whole, tf.zeros_like(start_chars), start_chars)
+        end_chars = tf.where(whole, length, end_chars)
+
+        def as_words(values):
+            return words.with_flat_values(pieces.with_flat_values(tf.cast(values, tf.int32)))
+
+        return as_words(pieces.flat_values), as_words(start_chars), as_words(end_chars)
+
+    def _pieces_of_words(self, flat_words, with_offsets=False):
+        """Word pieces of each word ``(words,)``, ragged ``(words, pieces)``, an ``[UNK]`` for a word normalised away.
+
+        With ``with_offsets`` also ``(starts, ends, normalized_lengths)``: each
+        piece's int64 byte span in its normalised word (the added ``[UNK]``:
+        ``(length, length)``) and each normalised word's length in bytes.
+        """
+        normalized = self.normalize(flat_words)
+        if with_offsets:
+            pieces, starts, ends = self._wordpiece.tokenize_with_offsets(normalized)
+        else:
+            pieces = self._wordpiece.tokenize(normalized)
+        empty = tf.cast(pieces.row_lengths() == 0, tf.int64)
+
+        def append(values, fill):  # one more piece in each empty row
+            return tf.concat([values, tf.RaggedTensor.from_row_lengths(fill, empty)], axis=1)
+
+        pieces = append(pieces, tf.fill([tf.reduce_sum(empty)], tf.constant(self.unk_token_id, tf.int32)))
+        if not with_offsets:
+            return pieces, None
+        lengths = tf.cast(tf.strings.length(normalized), tf.int64)
+        at_end = tf.boolean_mask(lengths, empty > 0)
+        return pieces, (append(tf.cast(starts, tf.int64), at_end), append(tf.cast(ends, tf.int64), at_end), lengths)
 
     def word_starts(self, token_ids):
         """Whether each id begins a word (is not a ``##`` continuation piece); same shape as ``token_ids``."""

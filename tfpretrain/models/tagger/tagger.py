@@ -120,15 +120,19 @@ def build_tagger(
             token_parts.append(ScalarMix(language_model.num_layers + 1, name="scalar_mix")(lm_states))
     x = keras.layers.Concatenate(name="token_representation")(token_parts)
     x = keras.layers.Dropout(dropout)(x)
+    # The padding mask is passed explicitly: Concatenate ORs its inputs' masks, and the language
+    # model's states carry none, so an implicit mask would be all True and the backward LSTMs
+    # would read the padding (answers would then depend on what else is in the batch).
+    mask = ops.not_equal(word_ids, 0)  # (batch, time)
     x = keras.layers.Bidirectional(
         keras.layers.LSTM(rnn_units, return_sequences=True), name="birnn_1"
-    )(x)  # (batch, time, 2 * rnn_units)
+    )(x, mask=mask)  # (batch, time, 2 * rnn_units)
     if lm_states is not None and language_model_mode == "top":
         x = keras.layers.Concatenate(name="with_language_model")([x, lm_states[:, -1]])
     x = keras.layers.Dropout(dropout)(x)
     x = keras.layers.Bidirectional(
         keras.layers.LSTM(rnn_units, return_sequences=True), name="birnn_2"
-    )(x)
+    )(x, mask=mask)
     potentials = keras.layers.Dense(len(tags), name="potentials")(x)  # (batch, time, num_tags)
     tag_ids = CRF(len(tags), tags=list(tags), constraint=constraint, name="crf")(potentials)
     return CRFTagger(

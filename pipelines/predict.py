@@ -1,0 +1,116 @@
+"""Answers of a model, whichever form it is in (``tfpretrain predict``).
+
+``path`` may be a model directory (``train-tagger``, ``finetune``, ``ulmfit``,
+a BERT directory), a SavedModel version directory (``saved_models/NAME/N``)
+or a ``.tflite`` file; all three run the same raw-text graph, so they print
+the same answers (up to float rounding in the scores).
+
+An input with several texts (pair, similarity, QA, choice) is one line with
+the texts separated by tabs, in the order ``text_a, text_b`` /
+``question, context`` / ``context, choice_0, choice_1, ...``.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tfpretrain.export.tflite import INPUT_ORDER, TfliteModel
+
+#: Outputs with one entry per word, cut to the text's ``lengths``.
+PER_WORD = ("words", "tags", "starts", "ends", "word_vectors")
+BATCH_SIZE = 64
+
+
+def load(path):
+    """A function: list of inputs -> dict of numpy outputs with a batch axis, for one of the three forms."""
+    path = os.fspath(path)
+    if path.endswith(".tflite") or os.path.isfile(path):
+        model = TfliteModel(path)
+        return model.input_names, lambda rows: [model.run_one(row) for row in rows]
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        import tensorflow_text  # noqa: F401  (registers the ops the SavedModel uses)
+
+        signature = tf.saved_model.load(path).signatures["serving_default"]
+    else:
+        from tfpretrain.pipelines.export import serving_module
+
+        signature = serving_module(path)[1]["serving_default"]
+    names = _input_names(signature)
+    return names, lambda rows: [_run_signature(signature, names, rows)]
+
+
+def _input_names(signature):
+    args, kwargs = signature.structured_input_signature
+    names = list(kwargs) or [spec.name for spec in args]
+    return sorted(names, key=lambda name: INPUT_ORDER.index(name) if name in INPUT_ORDER else len(INPUT_ORDER))
+
+
+def _run_signature(signature, names, rows):
+    columns = {}
+    for i, name in enumerate(names):
+        if name == "choices":
+            width = max(len(row) - i for row in rows)
+            columns[name] = tf.constant([list(row[i:]) + [""] * (width - len(row) + i) for row in rows], tf.string)
+        else:
+            columns[name] = tf.constant([row[i] for row in rows], tf.string)
+    outputs = signature(**columns) if signature.structured_input_signature[1] else signature(
+        *(columns[spec.name] for spec in signature.structured_input_signature[0]))
+    return {key: value.numpy() for key, value in outputs.items()}
+
+
+def split_inputs(texts, names):
+    """Each text as a tuple of fields, one per input name (tab-separated; ``choices`` takes the rest)."""
+    rows = []
+    for number, text in enumerate(texts, start=1):
+        fields = tuple(text) if isinstance(text, (tuple, list)) else tuple(str(text).split("\t"))
+        if len(names) == 1:
+            fields = ("\t".join(fields),)
+        elif "choices" in names:
+            if len(fields) < len(names) + 1:
+                raise ValueError(f"input {number}: expected a context and at least two choices, tab-separated")
+        elif len(fields) != len(names):
+            raise ValueError(f"input {number}: expected {len(names)} tab-separated texts ({', '.join(names)}), "
+                             f"got {len(fields)}")
+        rows.append(fields)
+    return rows
+
+
+def answers(outputs, rows):
+    """One JSON-serialisable dict per row of a batch of outputs (per-word outputs cut to ``lengths``)."""
+    results = []
+    for i, row in enumerate(rows):
+        answer = {"text": row[0] if len(row) == 1 else list(row)}
+        length = int(outputs["lengths"][i]) if "lengths" in outputs else None
+        for key in sorted(outputs):
+            value = outputs[key][i]
+            if key in PER_WORD and length is not None:
+                value = value[:length]
+            answer[key] = _jsonable(value)
+        results.append(answer)
+    return results
+
+
+def _jsonable(value):
+    value = np.asarray(value)
+    if value.dtype == object:
+        return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(value).tolist() \
+            if value.ndim else value.item().decode("utf-8", "replace")
+    if value.dtype.kind == "f":
+        return np.round(value.astype(np.float64), 6).tolist()
+    return value.tolist()
+
+
+def run(path, texts):
+    """Answers for ``texts``, one dict per input, in order."""
+    names, predict = load(path)
+    rows = split_inputs(texts, names)
+    results = []
+    for start in range(0, len(rows), BATCH_SIZE):
+        batch = rows[start : start + BATCH_SIZE]
+        offset = 0
+        for outputs in predict(batch):
+            size = len(next(iter(outputs.values())))
+            results += answers(outputs, batch[offset : offset + size])
+            offset += size
+    return results

@@ -1,0 +1,167 @@
+"""One ``.tflite`` file per model: a raw string in, tags (or a label) out, builtins plus tensorflow-text ops.
+
+A serving module (`TaggingModule`, or a classifier module of
+`tfpretrain.export.task_modules`) gives its raw-text graph at batch size 1
+(``module.tflite_function()``); `convert` freezes its variables into constants
+(a Keras LSTM reads its weights inside a while loop, which the TFLite runtime
+cannot do with resource variables), names the outputs, and converts with
+TFLite builtins only, the tensorflow-text ops (tokenisers, byte splitting,
+ragged-to-dense) staying as the custom ops `tensorflow_text.tflite_registrar`
+registers; no Flex / ``SELECT_TF_OPS``. ``quantize="dynamic"`` stores weights
+as int8 (dynamic-range quantisation).
+
+`export_tflite` runs the conversion in a subprocess (the converter leaks
+memory on every call) and checks the file runs before it appears. `TfliteModel`
+runs a file with the ``ai_edge_litert`` interpreter.
+
+Example:
+
+>>> export_tflite("runs/upos", "upos.tflite", quantize="dynamic")
+>>> TfliteModel("upos.tflite")(["The cat sat ."])[0]["tags"]
+array([b'DET', b'NOUN', b'VERB', b'PUNCT'], dtype=object)
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+QUANTIZATIONS = (None, "dynamic")
+
+
+def convert(function, quantize=None):
+    """Converts a batch-1 `tf.function` (one input signature, dict outputs) to ``.tflite`` bytes."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+    concrete = function.get_concrete_function()
+    frozen = convert_variables_to_constants_v2(concrete)
+    names = sorted(concrete.structured_outputs)  # the order of the frozen function's flat outputs
+    holder = tf.Module()
+    holder.serve = tf.function(lambda *args: dict(zip(names, frozen(*args))),
+                               input_signature=concrete.structured_input_signature[0])
+    with tempfile.TemporaryDirectory() as directory:  # through a SavedModel: keeps the input and output names
+        tf.saved_model.save(holder, directory, signatures={"serving_default": holder.serve.get_concrete_function()})
+        converter = tf.lite.TFLiteConverter.from_saved_model(directory)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        converter.allow_custom_ops = True  # the tensorflow-text ops; `TfliteModel` checks every op resolves
+        if quantize == "dynamic":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        return converter.convert()
+
+
+def export_tflite(model_dir, path, quantize=None, timeout=1800):
+    """Writes ``path`` (atomically) from a model directory, converting in a subprocess; returns ``path``.
+
+    The file is checked before it is renamed into place: it must load with the
+    tensorflow-text op registrar and answer a sample text.
+
+    Raises:
+        ValueError: the model cannot be exported to TFLite (the message says why),
+            or the conversion failed (with the converter's last lines).
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    staging = f"{path}.tmp-{os.getpid()}"
+    command = [sys.executable, "-m", "tfpretrain.export.tflite", os.fspath(model_dir), staging]
+    if quantize:
+        command += ["--quantize", quantize]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+        if result.returncode != 0:
+            lines = [line for line in result.stderr.splitlines() if line.strip()]
+            if result.returncode == 2 and lines:
+                raise ValueError(lines[-1])
+            raise ValueError("TFLite conversion failed:\n" + "\n".join(lines[-15:]))
+        TfliteModel(staging)([""])  # loads, resolves every op, answers
+        os.replace(staging, path)
+    finally:
+        if os.path.exists(staging):
+            os.remove(staging)
+    return path
+
+
+class TfliteModel:
+    """Runs a ``.tflite`` file written by `export_tflite`, one text at a time (the file's batch size is 1).
+
+    Uses ``ai_edge_litert.interpreter.InterpreterWithCustomOps`` with
+    `tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS`. The default XNNPACK
+    delegate is off: it cannot resize its plan when the next text has another
+    number of words.
+
+    Calling it with a list of texts (a string, or a tuple of strings for
+    models with several inputs, in the order of ``input_names``) returns one
+    dict of numpy outputs per text, shaped as the SavedModel's batch rows.
+    """
+
+    def __init__(self, path):
+        import tensorflow_text as tf_text
+        from ai_edge_litert import interpreter as litert
+
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: no such .tflite file")
+        try:
+            self.interpreter = litert.InterpreterWithCustomOps(
+                model_path=os.fspath(path), custom_op_registerers=tf_text.tflite_registrar.SELECT_TFTEXT_OPS,
+                experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            self._runner = self.interpreter.get_signature_runner("serving_default")
+        except (RuntimeError, ValueError) as error:
+            raise ValueError(f"{path} is not a .tflite file written by tfpretrain export --tflite: {error}") from None
+        details = self.interpreter.get_signature_list()["serving_default"]
+        self.input_names = _ordered_inputs(details["inputs"])
+        self.output_names = list(details["outputs"])
+
+    def run_one(self, text):
+        """Outputs for one text (or tuple of texts): each array with a leading batch axis of 1."""
+        parts = (text,) if isinstance(text, (str, bytes)) else tuple(text)
+        if len(parts) != len(self.input_names):
+            raise ValueError(f"this model takes {len(self.input_names)} texts per input "
+                             f"({', '.join(self.input_names)}); got {len(parts)}")
+        inputs = {name: np.array([part], dtype=object) for name, part in zip(self.input_names, parts)}
+        return {name: np.asarray(value) for name, value in self._runner(**inputs).items()}
+
+    def __call__(self, texts):
+        return [self.run_one(text) for text in texts]
+
+
+#: How multi-text inputs are ordered (predict reads tab-separated fields in this order).
+INPUT_ORDER = ("text", "texts", "text_a", "text_b", "question", "context", "choices")
+
+
+def _ordered_inputs(names):
+    return sorted(names, key=lambda name: INPUT_ORDER.index(name) if name in INPUT_ORDER else len(INPUT_ORDER))
+
+
+def _main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(description="convert a model directory to .tflite (run by export_tflite)")
+    parser.add_argument("model_dir")
+    parser.add_argument("path")
+    parser.add_argument("--quantize", default=None)
+    args = parser.parse_args(argv)
+    from tfpretrain.pipelines.export import serving_module
+
+    try:
+        module = serving_module(args.model_dir)[0]
+        if not hasattr(module, "tflite_function"):
+            raise ValueError(f"{args.model_dir}: TFLite export covers taggers and text classifiers; this "
+                             f"{type(module).__name__} exports to a SavedModel only (tfpretrain export --name)")
+        data = convert(module.tflite_function(), args.quantize)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    with open(args.path, "wb") as f:
+        f.write(data)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
