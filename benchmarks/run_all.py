@@ -9,6 +9,7 @@ BENCHMARKS = [
     "crf_benchmark.py", "tagger_benchmark.py",  # CRF and the ELMo-style tagger
     "wordpiece_benchmark.py", "bert_mlm_benchmark.py", "bert_finetune_benchmark.py",  # BERT
     "gpt_benchmark.py", "awd_lstm_benchmark.py", "ulmfit_benchmark.py",  # GPT and ULMFiT
+    "export_benchmark.py",  # deployment: SavedModel vs TFLite float / int8
 ]
 
 if __name__ == "__main__":
