@@ -1,5 +1,7 @@
 """Raw text or tokens -> the word and character ids a tagger reads, in the graph."""
 
+import functools
+
 import keras
 import tensorflow as tf
 import tensorflow_text as tf_text
@@ -11,7 +13,11 @@ from tfpretrain.text.vocabulary import OOV_TOKEN, PADDING_TOKEN
 # Whole-word lookup with FastWordpieceTokenizer: no vocabulary entry starts with this
 # continuation prefix, so a word is either found whole or is [UNK] (one piece either way).
 _NO_CONTINUATION = "\x03"
-_LOWERCASE = tf_text.FastBertNormalizer(lower_case_nfd_strip_accents=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _lowercase():  # made on first use: TensorFlow's devices must stay configurable until then
+    return tf_text.FastBertNormalizer(lower_case_nfd_strip_accents=True)
 
 
 def word_keys(words, lowercase=True):
@@ -25,7 +31,7 @@ def word_keys(words, lowercase=True):
     array([b'cafe', b'ecole', b'naive'], dtype=object)
     """
     words = tf.convert_to_tensor(words, dtype=tf.string)
-    return _LOWERCASE.normalize(words) if lowercase else words
+    return _lowercase().normalize(words) if lowercase else words
 
 
 def keys_of(token_lists, lowercase=True):

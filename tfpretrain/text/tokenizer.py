@@ -20,21 +20,26 @@ TFLite kernels, so the same function runs inside an on-device ``.tflite``
 file (see `tfpretrain.export.tflite`).
 """
 
+import functools
+
 import tensorflow as tf
 import tensorflow_text as tf_text
 
 _UNKNOWN = "[UNK]"
-# A vocabulary without continuation pieces (no entry starts with the suffix indicator): every
-# pre-tokenised word becomes exactly one piece, [UNK] or the word itself, with the word's offsets.
-_SPLITTER = tf_text.FastWordpieceTokenizer(
-    vocab=[_UNKNOWN, "\x02"], suffix_indicator="\x03", unknown_token=_UNKNOWN, no_pretokenization=False,
-    token_out_type=tf.int32, max_bytes_per_word=1 << 30,
-)
+@functools.lru_cache(maxsize=None)
+def _splitter():
+    """A vocabulary without continuation pieces (no entry starts with the suffix indicator): every
+    pre-tokenised word becomes exactly one piece, [UNK] or the word itself, with the word's offsets.
+    Made on first use, not at import (TensorFlow's devices must stay configurable until then)."""
+    return tf_text.FastWordpieceTokenizer(
+        vocab=[_UNKNOWN, "\x02"], suffix_indicator="\x03", unknown_token=_UNKNOWN, no_pretokenization=False,
+        token_out_type=tf.int32, max_bytes_per_word=1 << 30,
+    )
 
 
 def word_offsets(texts):
     """The byte offsets of the words of raw strings ``(batch,)``: ragged int32 ``(starts, ends)``."""
-    _, starts, ends = _SPLITTER.tokenize_with_offsets(tf.convert_to_tensor(texts, dtype=tf.string))
+    _, starts, ends = _splitter().tokenize_with_offsets(tf.convert_to_tensor(texts, dtype=tf.string))
     return tf.cast(starts, tf.int32), tf.cast(ends, tf.int32)
 
 
