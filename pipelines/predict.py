@@ -15,7 +15,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfpretrain.export.tflite import INPUT_ORDER, TfliteModel
+from tfpretrain.export.tflite import TfliteModel, ordered_inputs
 
 #: Outputs with one entry per word, cut to the text's ``lengths``.
 PER_WORD = ("words", "tags", "starts", "ends", "word_vectors")
@@ -42,8 +42,7 @@ def load(path):
 
 def _input_names(signature):
     args, kwargs = signature.structured_input_signature
-    names = list(kwargs) or [spec.name for spec in args]
-    return sorted(names, key=lambda name: INPUT_ORDER.index(name) if name in INPUT_ORDER else len(INPUT_ORDER))
+    return ordered_inputs(list(kwargs) or [spec.name for spec in args])
 
 
 def _run_signature(signature, names, rows):

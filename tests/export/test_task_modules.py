@@ -426,6 +426,22 @@ def test_saved_model_cli_lists_both_signatures(served):
         assert text in result.stdout, text
 
 
+def test_inputs_of_the_wrong_rank_are_rejected(model_dirs, tmp_path):
+    """A loaded SavedModel signature does not check shapes itself; the run-time check names the input."""
+    import tensorflow as tf
+
+    from tfpretrain.export import export_saved_model
+    from tfpretrain.export.task_modules import build_serving_module
+
+    for name, inputs, bad in (("classify", {"texts": [["a", "b"]]}, "texts"),
+                              ("qa", {"question": ["Who?"], "context": [["a", "b"]]}, "context")):
+        module, signatures = build_serving_module(model_dirs[name])
+        path = export_saved_model(module, tmp_path, name, signatures)
+        serve = tf.saved_model.load(path).signatures["serving_default"]
+        with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=bad):
+            serve(**{key: tf.constant(value) for key, value in inputs.items()})
+
+
 def test_directories_that_cannot_be_exported(model_dirs, tmp_path):
     from tfpretrain.export.task_modules import build_serving_module
 

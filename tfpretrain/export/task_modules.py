@@ -38,6 +38,7 @@ import os
 
 import tensorflow as tf
 
+from tfpretrain.export.saved_model import check_batch
 from tfpretrain.pipelines.bert_tasks import TASK_FILE, TEXT_TASKS, input_dtypes
 from tfpretrain.text.tokenizer import tokenize_with_offsets
 from tfpretrain.text.vocabulary import PADDING_TOKEN
@@ -95,6 +96,8 @@ class _ClassifierModule(tf.Module):
                 "probabilities": probabilities}
 
     def _classify_texts(self, *columns):
+        columns = [check_batch(c, spec.name) if spec.shape.rank == 1 else c
+                   for c, spec in zip(columns, self.classify.input_signature)]
         inputs, truncated = self._encode(columns)
         return {**self._predict(inputs), "truncated": truncated}
 
@@ -308,6 +311,7 @@ class BertTaggerModule(tf.Module):
     def _tag_texts(self, texts):
         from tfpretrain.pipelines.bert_tasks import encode_words
 
+        texts = check_batch(texts)
         words, starts, ends = tokenize_with_offsets(texts)  # ragged (batch, words)
         packed, num_words_truncated = encode_words(self.tokenizer, words, self.sequence_length)
         outputs = _padded_words(words, starts, ends)
@@ -365,6 +369,7 @@ class EmbeddingModule(tf.Module):
     def _embed_texts(self, texts):
         from tfpretrain.pipelines.embed import embed_batch
 
+        texts = check_batch(texts)
         outputs = embed_batch(self.embedder, self.tokenizer, texts, self.sequence_length)
         return {
             "sentence_vector": tf.cast(outputs["sentence_vector"], tf.float32),
@@ -544,6 +549,7 @@ class QuestionAnsweringModule(tf.Module):
         }
 
     def _answer(self, question, context):
+        question, context = check_batch(question, "question"), check_batch(context, "context")
         query = self.tokenizer(question)  # (batch, pieces) ragged
         truncated = query.row_lengths() > self.max_query_length
         query = query[:, : self.max_query_length]

@@ -115,7 +115,7 @@ class TfliteModel:
         except (RuntimeError, ValueError) as error:
             raise ValueError(f"{path} is not a .tflite file written by tfpretrain export --tflite: {error}") from None
         details = self.interpreter.get_signature_list()["serving_default"]
-        self.input_names = _ordered_inputs(details["inputs"])
+        self.input_names = ordered_inputs(details["inputs"])
         self.output_names = list(details["outputs"])
 
     def run_one(self, text):
@@ -135,7 +135,8 @@ class TfliteModel:
 INPUT_ORDER = ("text", "texts", "text_a", "text_b", "question", "context", "choices")
 
 
-def _ordered_inputs(names):
+def ordered_inputs(names):
+    """Input names in `INPUT_ORDER` (unknown names last)."""
     return sorted(names, key=lambda name: INPUT_ORDER.index(name) if name in INPUT_ORDER else len(INPUT_ORDER))
 
 

@@ -30,7 +30,6 @@ Example:
 import dataclasses
 import json
 import os
-import unicodedata
 
 import numpy as np
 
@@ -216,73 +215,6 @@ def split_words(text):
     return words, starts, ends
 
 
-def _normalized_chars(word, lowercase, strip_accents):
-    """``(normalised string, origin)``: origin[i] is the index in ``word`` of normalised char i."""
-    chars, origin = [], []
-    for index, char in enumerate(word):
-        if unicodedata.category(char) in ("Cc", "Cf", "Co") or char == "\ufffd":
-            continue  # the BERT normaliser drops these
-        text = char
-        if strip_accents:
-            text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
-        if lowercase:
-            text = text.lower()
-        chars.append(text)
-        origin.extend([index] * len(text))
-    return "".join(chars), origin
-
-
-def piece_spans(word, pieces, lowercase, strip_accents, unk_token="[UNK]"):
-    """Character spans ``[(start, end), ...]`` in ``word`` of its wordpieces.
-
-    Aligns each piece's text (``##`` removed) with the normalised word
-    (lower-cased and accent-stripped like the tokenizer). An ``[UNK]`` piece
-    covers the characters up to the next aligned piece; if a piece cannot be
-    aligned, it and the pieces after it span the rest of the word, so spans are
-    always well-formed and in order.
-    """
-    normalized, origin = _normalized_chars(word, lowercase, strip_accents)
-    spans = [None] * len(pieces)
-    position, pending = 0, []
-
-    def to_word(start, end):  # normalised [start, end) -> word characters
-        if start >= len(origin):
-            return (len(word), len(word))
-        return (origin[start], origin[end - 1] + 1) if end > start else (origin[start], origin[start])
-
-    for i, piece in enumerate(pieces):
-        if piece == unk_token:
-            pending.append(i)
-            continue
-        text = piece[2:] if piece.startswith("##") and len(piece) > 2 else piece
-        found = normalized.find(text, position) if text else -1
-        if found < 0:
-            pending.extend(range(i, len(pieces)))
-            break
-        for j in pending:
-            spans[j] = to_word(position, found) if found > position else to_word(position, len(normalized))
-        pending = []
-        spans[i] = to_word(found, found + len(text))
-        position = found + len(text)
-    for j in pending:
-        spans[j] = to_word(position, len(normalized))
-    return spans
-
-
-def _vocabulary(tokenizer):
-    if isinstance(getattr(tokenizer, "vocabulary", None), list):
-        return tokenizer.vocabulary
-    if hasattr(tokenizer, "get_vocabulary"):
-        return list(tokenizer.get_vocabulary())
-    return [tokenizer.id_to_token(i) for i in range(tokenizer.vocabulary_size())]
-
-
-def _tokenizer_normalization(tokenizer):
-    lowercase = bool(getattr(tokenizer, "lowercase", True))
-    strip_accents = getattr(tokenizer, "strip_accents", None)
-    return lowercase, lowercase if strip_accents is None else bool(strip_accents)
-
-
 @dataclasses.dataclass
 class _Context:
     piece_ids: np.ndarray  # (pieces,) int32
@@ -293,30 +225,20 @@ class _Context:
 def tokenize_contexts(contexts, tokenizer):
     """Tokenises each distinct context once; returns ``{context: _Context}``.
 
-    A tokenizer with ``tokenize_words_with_offsets`` (`WordPieceTokenizer`)
-    gives each piece's characters itself, as the exported question answerer
-    (`tfpretrain.export.task_modules`) does in the graph; for another the
-    pieces are aligned with their word's text (`piece_spans`).
+    Each piece's characters come from `WordPieceTokenizer.tokenize_words_with_offsets`,
+    the graph op the exported question answerer (`tfpretrain.export.task_modules`) uses too.
     """
     import tensorflow as tf
 
     distinct = list(dict.fromkeys(contexts))
     split = [split_words(c) for c in distinct]
     word_lists = [words for words, _, _ in split]
-    ragged = tf.ragged.constant(word_lists, dtype=tf.string, ragged_rank=1) if any(word_lists) else None
-    if ragged is None:
-        nested = spans = [[] for _ in distinct]
-    elif hasattr(tokenizer, "tokenize_words_with_offsets"):
-        pieces, starts, ends = (t.to_list() for t in tokenizer.tokenize_words_with_offsets(ragged))
-        nested = pieces
+    if any(word_lists):
+        ragged = tf.ragged.constant(word_lists, dtype=tf.string, ragged_rank=1)
+        nested, starts, ends = (t.to_list() for t in tokenizer.tokenize_words_with_offsets(ragged))
         spans = [[list(zip(s, e)) for s, e in zip(row_starts, row_ends)] for row_starts, row_ends in zip(starts, ends)]
     else:
-        nested = tokenizer.tokenize_words(ragged).to_list()
-        vocabulary = _vocabulary(tokenizer)
-        unk_token = vocabulary[tokenizer.unk_token_id]
-        lowercase, strip_accents = _tokenizer_normalization(tokenizer)
-        spans = [[piece_spans(word, [vocabulary[p] for p in pieces], lowercase, strip_accents, unk_token)
-                  for word, pieces in zip(words, word_pieces)] for words, word_pieces in zip(word_lists, nested)]
+        nested = spans = [[] for _ in distinct]
     result = {}
     for context, (_, starts, _), word_pieces, word_spans in zip(distinct, split, nested, spans):
         ids, start_chars, end_chars = [], [], []

@@ -16,8 +16,9 @@ _NO_CONTINUATION = "\x03"
 
 
 @functools.lru_cache(maxsize=None)
-def _lowercase():  # made on first use: TensorFlow's devices must stay configurable until then
-    return tf_text.FastBertNormalizer(lower_case_nfd_strip_accents=True)
+def _lowercase():  # made on first use (devices stay configurable until then), eagerly even inside a trace
+    with tf.init_scope():
+        return tf_text.FastBertNormalizer(lower_case_nfd_strip_accents=True)
 
 
 def word_keys(words, lowercase=True):

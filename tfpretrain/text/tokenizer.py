@@ -30,11 +30,13 @@ _UNKNOWN = "[UNK]"
 def _splitter():
     """A vocabulary without continuation pieces (no entry starts with the suffix indicator): every
     pre-tokenised word becomes exactly one piece, [UNK] or the word itself, with the word's offsets.
-    Made on first use, not at import (TensorFlow's devices must stay configurable until then)."""
-    return tf_text.FastWordpieceTokenizer(
-        vocab=[_UNKNOWN, "\x02"], suffix_indicator="\x03", unknown_token=_UNKNOWN, no_pretokenization=False,
-        token_out_type=tf.int32, max_bytes_per_word=1 << 30,
-    )
+    Made on first use, not at import (TensorFlow's devices must stay configurable until then), and
+    eagerly even when first used inside a traced function, so that every graph can capture it."""
+    with tf.init_scope():
+        return tf_text.FastWordpieceTokenizer(
+            vocab=[_UNKNOWN, "\x02"], suffix_indicator="\x03", unknown_token=_UNKNOWN, no_pretokenization=False,
+            token_out_type=tf.int32, max_bytes_per_word=1 << 30,
+        )
 
 
 def word_offsets(texts):

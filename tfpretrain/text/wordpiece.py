@@ -280,7 +280,7 @@ class WordPieceTokenizer(keras.layers.Layer):
         (int32, end exclusive) count the word's characters (code points; an
         invalid UTF-8 sequence is one character). A piece spans the characters
         its normalised text came from, each character normalised on its own
-        as `tfpretrain.text.squad.piece_spans` does; an ``[UNK]`` spans the
+        as BERT normalises it; an ``[UNK]`` spans the
         characters it stands for, and the ``[UNK]`` of a word that normalises
         to nothing spans ``(length, length)``. Where the characters normalised
         one by one do not add up to the normalised word (context-dependent
