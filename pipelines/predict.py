@@ -25,6 +25,9 @@ BATCH_SIZE = 64
 def load(path):
     """A function: list of inputs -> dict of numpy outputs with a batch axis, for one of the three forms."""
     path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such model; give a model directory (train-tagger, finetune, ulmfit, "
+                                "a BERT directory), a SavedModel version directory or a .tflite file")
     if path.endswith(".tflite") or os.path.isfile(path):
         model = TfliteModel(path)
         return model.input_names, lambda rows: [model.run_one(row) for row in rows]

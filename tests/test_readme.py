@@ -5,12 +5,17 @@ import re
 from tests.conftest import REPO_ROOT
 
 
+def _with_data(code, shared_data):
+    """The README reads ../shared/data (the repository's layout); TFPRETRAIN_SHARED_DATA may put it elsewhere."""
+    return code.replace("../shared/data", shared_data.as_posix())
+
+
 def test_readme_python_example_runs(shared_data, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)  # the example reads ../shared/data, as a user of the repo would
     source = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", source, re.S)
     assert blocks, "the README has no Python example"
-    code = blocks[0].replace("epochs=1)", "epochs=1, steps_per_epoch=5)")
+    code = _with_data(blocks[0], shared_data).replace("epochs=1)", "epochs=1, steps_per_epoch=5)")
     assert "steps_per_epoch=5" in code
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
@@ -37,7 +42,7 @@ def test_readme_gpt_example_runs(shared_data, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
     source = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     block = next(b for b in re.findall(r"```python\n(.*?)```", source, re.S) if "GptCausalLM" in b)
-    code = block.replace("steps_per_epoch=100", "steps_per_epoch=20")
+    code = _with_data(block, shared_data).replace("steps_per_epoch=100", "steps_per_epoch=20")
     assert "steps_per_epoch=20" in code
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
