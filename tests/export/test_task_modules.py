@@ -457,3 +457,69 @@ def test_directories_that_cannot_be_exported(model_dirs, tmp_path):
         build_serving_module(gpt)
     with pytest.raises(ValueError, match="plain BERT directories"):
         build_serving_module(model_dirs["classify"], sequence_length=16)
+
+
+TFLITE_CLASSIFIERS = ("classify", "pair", "gpt_choice")
+
+
+@pytest.fixture(scope="module")
+def tflite_files(model_dirs, tmp_path_factory):
+    """The TFLite-exportable classifiers as ``.tflite`` files (each converted in a subprocess)."""
+    from tfpretrain.export.tflite import export_tflite
+
+    root = tmp_path_factory.mktemp("tflite")
+    return {name: export_tflite(model_dirs[name], root / f"{name}.tflite") for name in TFLITE_CLASSIFIERS}
+
+
+@pytest.mark.parametrize("name", TFLITE_CLASSIFIERS)
+def test_tflite_classifier_equals_the_saved_model(served, tflite_files, name):
+    """The ``.tflite`` file answers as the SavedModel wherever its TFLite normaliser gives the same pieces.
+
+    The file normalises with FastBertNormalizer (no TFLite kernel exists for
+    BERT's exact normaliser): rows whose word pieces differ (invalid UTF-8 in
+    the bad inputs) must still get a well-formed answer.
+    """
+    from tfpretrain.export.tflite import TfliteModel
+    from tfpretrain.export.task_modules import build_serving_module
+    from tfpretrain.text.wordpiece import WordPieceTokenizer
+
+    exact = build_serving_module(served[name]["model_dir"])[0].tokenizer
+    fast = WordPieceTokenizer(exact.vocabulary, lowercase=exact.lowercase, use_fast_bert_normalizer=True)
+    model = TfliteModel(tflite_files[name])
+    with open(os.path.join(served[name]["model_dir"], "task.json")) as f:
+        labels = json.load(f)["labels"]
+    names = [{"text": "texts"}.get(n, n) for n in model.input_names]
+    compared = differing = 0
+    for (signature, inputs), outputs in zip(served[name]["calls"], served[name]["outputs"]):
+        if signature != "serving_default":
+            continue
+        for i in range(len(outputs["label"])):
+            row = [inputs[n][i] for n in names]
+            answer = model.run_one(tuple(row))
+            assert answer["label"][0].decode() in labels
+            assert np.sum(answer["probabilities"][0]) == pytest.approx(1.0, abs=1e-5)
+            assert bool(answer["truncated"][0]) == bool(outputs["truncated"][i])
+            texts = [t for part in row for t in (part if isinstance(part, list) else [part])]
+            if exact(texts).to_list() != fast(texts).to_list():
+                differing += 1
+                continue
+            compared += 1
+            assert answer["label"][0] == outputs["label"][i]
+            np.testing.assert_allclose(answer["probabilities"][0], outputs["probabilities"][i], atol=1e-5)
+    assert compared >= 8 and differing <= 3, (compared, differing)
+
+
+def test_tflite_classifier_through_predict_and_ulmfit_refused(model_dirs, tflite_files, shared_data, tmp_path):
+    """``tfpretrain predict`` prints the same labels from the model directory and from its ``.tflite`` file."""
+    from tfpretrain.export.tflite import export_tflite
+    from tfpretrain.pipelines import predict
+
+    sst2, rte, _ = _texts(shared_data)
+    for name, rows in (("classify", sst2), ("pair", ["\t".join(pair) for pair in rte]),
+                       ("gpt_choice", [f"{text}\tit is bad .\tit is good .\tit is fine ." for text in sst2])):
+        keras_answers, tflite_answers = (predict.run(path, rows) for path in (model_dirs[name], tflite_files[name]))
+        assert [a["label"] for a in tflite_answers] == [a["label"] for a in keras_answers], name
+        assert [a["text"] for a in tflite_answers] == [a["text"] for a in keras_answers]
+    with pytest.raises(ValueError, match="ULMFiT classifier exports to a SavedModel only"):
+        export_tflite(model_dirs["ulmfit"], tmp_path / "ulmfit.tflite")
+    assert not os.listdir(tmp_path)  # nothing half-written

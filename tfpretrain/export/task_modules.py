@@ -95,10 +95,32 @@ class _ClassifierModule(tf.Module):
         return {"label": tf.gather(self._label_strings, best), "score": tf.reduce_max(probabilities, axis=-1),
                 "probabilities": probabilities}
 
+    def tflite_function(self):
+        """The raw-text graph at batch size 1, for `tfpretrain.export.tflite`.
+
+        Inputs as ``serving_default``'s with a batch of 1 (``texts`` is named
+        ``text``); outputs ``label``, ``score``, ``probabilities``,
+        ``truncated``. The text is normalised by tensorflow-text's
+        `FastBertNormalizer` (BERT's exact normaliser has no TFLite kernels),
+        so on a few texts the file's word pieces differ from the SavedModel's
+        (see `tfpretrain.text.wordpiece`).
+        """
+        from tfpretrain.text.wordpiece import WordPieceTokenizer
+
+        t = self.tokenizer
+        tokenizer = WordPieceTokenizer(t.vocabulary, lowercase=t.lowercase, strip_accents=t.strip_accents,
+                                       use_fast_bert_normalizer=True)
+        specs = [_spec("text" if spec.name == "texts" else spec.name, [1] + spec.shape[1:])
+                 for spec in self.classify.input_signature]
+        return tf.function(lambda *columns: self._classify_with(tokenizer, columns), input_signature=specs)
+
     def _classify_texts(self, *columns):
+        return self._classify_with(self.tokenizer, columns)
+
+    def _classify_with(self, tokenizer, columns):
         columns = [check_batch(c, spec.name) if spec.shape.rank == 1 else c
                    for c, spec in zip(columns, self.classify.input_signature)]
-        inputs, truncated = self._encode(columns)
+        inputs, truncated = self._encode(columns, tokenizer)
         return {**self._predict(inputs), "truncated": truncated}
 
     def _classify_ids(self, *ids):
@@ -123,7 +145,7 @@ def _columns(task, texts):
     if task != "choice":
         return tuple(texts)
     context, choices = texts
-    return (context,) + tuple(tf.unstack(choices, axis=1))
+    return (context,) + tuple(choices[:, k] for k in range(choices.shape[1]))  # not unstack: no TFLite string kernel
 
 
 class BertClassifierModule(_ClassifierModule):
@@ -156,10 +178,10 @@ class BertClassifierModule(_ClassifierModule):
                for name in ("token_ids", "segment_ids", "padding_mask")]
         super().__init__(model, options["labels"], _text_inputs(self.task), ids, name=f"bert_{self.task}")
 
-    def _encode(self, texts):
+    def _encode(self, texts, tokenizer):
         from tfpretrain.pipelines.bert_tasks import encode_texts
 
-        packed, truncated = encode_texts(self.tokenizer, _columns(self.task, texts), self.sequence_length)
+        packed, truncated = encode_texts(tokenizer, _columns(self.task, texts), self.sequence_length)
         return _cast_inputs(self.model, packed), truncated
 
 
@@ -199,10 +221,10 @@ class GptClassifierModule(_ClassifierModule):
         ids = [_spec(name, [None, sequences, self.sequence_length], tf.int32) for name in ("token_ids", "padding_mask")]
         super().__init__(model, options["labels"], _text_inputs(self.task, num_labels), ids, name=f"gpt_{self.task}")
 
-    def _encode(self, texts):
+    def _encode(self, texts, tokenizer):
         from tfpretrain.text.gpt_transforms import encode_gpt_inputs
 
-        return encode_gpt_inputs(self.tokenizer, self.task, _columns(self.task, texts), self.sequence_length)
+        return encode_gpt_inputs(tokenizer, self.task, _columns(self.task, texts), self.sequence_length)
 
     def _id_inputs(self, ids):
         return ids  # GptTransferModel casts them itself
@@ -232,9 +254,15 @@ class UlmfitClassifierModule(_ClassifierModule):
         super().__init__(model, config["labels"], _text_inputs("classify"),
                          [_spec("token_ids", [None, None], tf.int32)], name="ulmfit_classify")
 
-    def _encode(self, texts):
+    def tflite_function(self):
+        """Not available: the word lookup (a hash table) and Unicode lower-casing have no TFLite kernels."""
+        raise ValueError("a ULMFiT classifier exports to a SavedModel only (tfpretrain export --name): its word "
+                         "lookup is a hash table and its lower-casing has no TFLite kernel; BERT and GPT "
+                         "classifiers and taggers export to TFLite")
+
+    def _encode(self, texts, tokenizer):
         (texts,) = texts
-        token_ids = self.tokenizer(texts)  # (batch, words) ragged, as ulmfit.classification_dataset
+        token_ids = tokenizer(texts)  # (batch, words) ragged, as ulmfit.classification_dataset
         truncated = token_ids.row_lengths() > self.sequence_length
         token_ids = token_ids[:, : self.sequence_length].to_tensor(0)  # (batch, time)
         return _pad_width(token_ids, tf.maximum(tf.shape(token_ids)[1], 1), 0), truncated  # at least one step

@@ -1,6 +1,6 @@
 """One ``.tflite`` file per model: a raw string in, tags (or a label) out, builtins plus tensorflow-text ops.
 
-A serving module (`TaggingModule`, or a classifier module of
+A serving module (`TaggingModule`, or a BERT / GPT classifier module of
 `tfpretrain.export.task_modules`) gives its raw-text graph at batch size 1
 (``module.tflite_function()``); `convert` freezes its variables into constants
 (a Keras LSTM reads its weights inside a while loop, which the TFLite runtime
@@ -80,7 +80,7 @@ def export_tflite(model_dir, path, quantize=None, timeout=1800):
             if result.returncode == 2 and lines:
                 raise ValueError(lines[-1])
             raise ValueError("TFLite conversion failed:\n" + "\n".join(lines[-15:]))
-        TfliteModel(staging)([""])  # loads, resolves every op, answers
+        TfliteModel(staging).check()
         os.replace(staging, path)
     finally:
         if os.path.exists(staging):
@@ -119,13 +119,25 @@ class TfliteModel:
         self.output_names = list(details["outputs"])
 
     def run_one(self, text):
-        """Outputs for one text (or tuple of texts): each array with a leading batch axis of 1."""
+        """Outputs for one text (or tuple of texts): each array with a leading batch axis of 1.
+
+        A choice model takes ``(context, choice_0, choice_1, ...)`` (or
+        ``(context, [choice_0, ...])``).
+        """
         parts = (text,) if isinstance(text, (str, bytes)) else tuple(text)
+        last = len(self.input_names) - 1
+        if self.input_names[-1] == "choices" and len(parts) > last + 1:
+            parts = parts[:last] + (list(parts[last:]),)
         if len(parts) != len(self.input_names):
             raise ValueError(f"this model takes {len(self.input_names)} texts per input "
                              f"({', '.join(self.input_names)}); got {len(parts)}")
         inputs = {name: np.array([part], dtype=object) for name, part in zip(self.input_names, parts)}
         return {name: np.asarray(value) for name, value in self._runner(**inputs).items()}
+
+    def check(self):
+        """Runs the file once on empty strings, each input at its declared shape (every op must resolve)."""
+        details = self._runner.get_input_details()
+        self._runner(**{name: np.full(detail["shape"], b"", dtype=object) for name, detail in details.items()})
 
     def __call__(self, texts):
         return [self.run_one(text) for text in texts]
@@ -153,7 +165,7 @@ def _main(argv=None):
     try:
         module = serving_module(args.model_dir)[0]
         if not hasattr(module, "tflite_function"):
-            raise ValueError(f"{args.model_dir}: TFLite export covers taggers and text classifiers; this "
+            raise ValueError(f"{args.model_dir}: TFLite export covers taggers and BERT / GPT classifiers; this "
                              f"{type(module).__name__} exports to a SavedModel only (tfpretrain export --name)")
         data = convert(module.tflite_function(), args.quantize)
     except (ValueError, FileNotFoundError) as error:

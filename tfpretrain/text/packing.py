@@ -76,21 +76,39 @@ def pack_segments(segments, sequence_length, cls_token_id, sep_token_id, pad_tok
     segments = [tf.cast(s, tf.int32) for s, _ in converted]
     trimmer = tf_text.RoundRobinTrimmer if truncation == "round_robin" else tf_text.WaterfallTrimmer
     segments = trimmer(max_seq_length=budget).trim(segments)
-    token_ids, segment_ids = tf_text.combine_segments(
-        segments, start_of_sequence_id=cls_token_id, end_of_segment_id=sep_token_id)  # (batch, None)
-    if end_token_id is not None:
-        ends = tf.fill([token_ids.nrows(), 1], tf.cast(end_token_id, token_ids.dtype))
-        token_ids = tf.concat([token_ids[:, :-1], ends], axis=1)
-    token_ids, padding_mask = tf_text.pad_model_inputs(token_ids, sequence_length, pad_value=pad_token_id)
-    segment_ids, _ = tf_text.pad_model_inputs(segment_ids, sequence_length, pad_value=0)
-    packed = {
-        "token_ids": tf.cast(token_ids, tf.int32),  # (batch, sequence_length)
-        "segment_ids": tf.cast(segment_ids, tf.int32),
-        "padding_mask": tf.cast(padding_mask, tf.bool),
-    }
+    packed = _combine(segments, int(sequence_length), cls_token_id, sep_token_id, pad_token_id,
+                      sep_token_id if end_token_id is None else end_token_id)
     if unbatched:
         packed = {name: value[0] for name, value in packed.items()}
     return packed
+
+
+def _combine(segments, sequence_length, cls_token_id, sep_token_id, pad_token_id, end_token_id):
+    """Trimmed ragged segments -> the packed dense tensors, position by position.
+
+    Dense ``where``/``gather`` on a position grid rather than ragged
+    concatenation: the same graph then converts to TFLite builtins (ragged
+    concatenation needs ``RaggedGather``, which TFLite has no kernel for).
+    """
+    position = tf.range(sequence_length, dtype=tf.int32)[tf.newaxis, :]  # (1, sequence_length)
+    batch = segments[0].nrows(out_type=tf.int32)
+    token_ids = tf.fill(tf.stack([batch, sequence_length]), tf.constant(pad_token_id, tf.int32))
+    token_ids = tf.where(position == 0, tf.constant(cls_token_id, tf.int32), token_ids)
+    segment_ids = tf.zeros_like(token_ids)
+    start = tf.ones([batch, 1], tf.int32)  # where the next segment begins: after [CLS]
+    for index, segment in enumerate(segments):
+        length = tf.cast(segment.row_lengths(), tf.int32)[:, tf.newaxis]  # (batch, 1)
+        pieces = tf.pad(segment.to_tensor(0), [[0, 0], [0, 1]])  # (batch, pieces + 1): never empty
+        offset = tf.clip_by_value(position - start, 0, tf.shape(pieces)[1] - 1)
+        inside = (position >= start) & (position < start + length)
+        token_ids = tf.where(inside, tf.gather(pieces, offset, batch_dims=1), token_ids)
+        last = index == len(segments) - 1
+        separator = tf.constant(end_token_id if last else sep_token_id, tf.int32)
+        token_ids = tf.where(position == start + length, separator, token_ids)
+        if index:  # segment 0 covers [CLS] a [SEP]; segment 1 covers b [SEP]
+            segment_ids = tf.where((position >= start) & (position <= start + length), index, segment_ids)
+        start = start + length + 1
+    return {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": position < start}
 
 
 def pack_words(word_pieces, sequence_length, cls_token_id, sep_token_id, pad_token_id=0, max_words=None):

@@ -11,7 +11,9 @@ LinMaxMatch; it has a TFLite kernel).
 `tf_text.FastBertNormalizer` (TFLite-compatible) is available as an option but
 is not the default: it case-folds and applies compatibility decompositions, so
 it differs from BERT on characters such as "…", "ß", full-width letters and
-control characters (11 of 20,951 EWT/SST-2/RTE sentences).
+control characters (11 of 20,951 EWT/SST-2/RTE sentences), and it keeps
+invalid UTF-8 bytes, so a word holding one becomes ``[UNK]`` (BERT drops the
+bytes and keeps the rest of the word). TFLite classifier files use it.
 
 Known differences from Hugging Face ``tokenizers``: a word longer than 100
 UTF-8 bytes becomes ``[UNK]`` (Hugging Face counts 100 characters), and
@@ -251,9 +253,7 @@ class WordPieceTokenizer(keras.layers.Layer):
     def normalize(self, strings):
         """The text as the word-piece splitter sees it (cleaned, lower-cased, accents stripped)."""
         strings = tf.convert_to_tensor(strings, dtype=tf.string)
-        if self.use_fast_bert_normalizer:
-            strings = tf.strings.unicode_transcode(
-                strings, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+        if self.use_fast_bert_normalizer:  # invalid UTF-8 stays; such a word becomes [UNK] (TFLite has no transcode)
             return self._fast_normalizer.normalize(strings)
         return normalize_bert_text(strings, self.lowercase, self.strip_accents)
 
