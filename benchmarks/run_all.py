@@ -7,7 +7,8 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 BENCHMARKS = [
     "crf_benchmark.py", "tagger_benchmark.py",  # CRF and the ELMo-style tagger
-    "wordpiece_benchmark.py", "bert_mlm_benchmark.py", "bert_finetune_benchmark.py",  # BERT
+    "wordpiece_benchmark.py", "input_pipeline_benchmark.py",  # tf.data text pipelines
+    "bert_mlm_benchmark.py", "bert_finetune_benchmark.py",  # BERT
     "gpt_benchmark.py", "awd_lstm_benchmark.py", "ulmfit_benchmark.py",  # GPT and ULMFiT
     "export_benchmark.py",  # deployment: SavedModel vs TFLite float / int8
 ]
