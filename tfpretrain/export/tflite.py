@@ -165,8 +165,9 @@ def _main(argv=None):
     try:
         module = serving_module(args.model_dir)[0]
         if not hasattr(module, "tflite_function"):
-            raise ValueError(f"{args.model_dir}: TFLite export covers taggers and BERT / GPT classifiers; this "
-                             f"{type(module).__name__} exports to a SavedModel only (tfpretrain export --name)")
+            raise ValueError(f"{args.model_dir}: TFLite export covers CharCNN / BiLM / CRF taggers and BERT / GPT "
+                             f"classifiers; this {type(module).__name__} exports to a SavedModel only "
+                             "(tfpretrain export --name)")
         data = convert(module.tflite_function(), args.quantize)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
