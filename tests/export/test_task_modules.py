@@ -509,7 +509,7 @@ def test_tflite_classifier_equals_the_saved_model(served, tflite_files, name):
     assert compared >= 8 and differing <= 3, (compared, differing)
 
 
-def test_tflite_classifier_through_predict_and_ulmfit_refused(model_dirs, tflite_files, shared_data, tmp_path):
+def test_tflite_classifier_through_predict_and_refusals(model_dirs, tflite_files, shared_data, tmp_path):
     """``tfpretrain predict`` prints the same labels from the model directory and from its ``.tflite`` file."""
     from tfpretrain.export.tflite import export_tflite
     from tfpretrain.pipelines import predict
@@ -522,4 +522,6 @@ def test_tflite_classifier_through_predict_and_ulmfit_refused(model_dirs, tflite
         assert [a["text"] for a in tflite_answers] == [a["text"] for a in keras_answers]
     with pytest.raises(ValueError, match="ULMFiT classifier exports to a SavedModel only"):
         export_tflite(model_dirs["ulmfit"], tmp_path / "ulmfit.tflite")
+    with pytest.raises(ValueError, match="this BertTaggerModule exports to a SavedModel only"):
+        export_tflite(model_dirs["tag"], tmp_path / "tag.tflite")
     assert not os.listdir(tmp_path)  # nothing half-written
