@@ -95,7 +95,7 @@ def answers(outputs, rows):
 
 def _jsonable(value):
     value = np.asarray(value)
-    if value.dtype == object:
+    if value.dtype == object or value.dtype.kind == "S":  # strings; a scalar one comes as numpy bytes
         return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(value).tolist() \
             if value.ndim else value.item().decode("utf-8", "replace")
     if value.dtype.kind == "f":

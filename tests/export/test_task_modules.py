@@ -520,6 +520,8 @@ def test_tflite_classifier_through_predict_and_refusals(model_dirs, tflite_files
         keras_answers, tflite_answers = (predict.run(path, rows) for path in (model_dirs[name], tflite_files[name]))
         assert [a["label"] for a in tflite_answers] == [a["label"] for a in keras_answers], name
         assert [a["text"] for a in tflite_answers] == [a["text"] for a in keras_answers]
+        assert all(isinstance(a["label"], str) for a in keras_answers + tflite_answers)
+        json.dumps(keras_answers + tflite_answers)  # what `tfpretrain predict` prints
     with pytest.raises(ValueError, match="ULMFiT classifier exports to a SavedModel only"):
         export_tflite(model_dirs["ulmfit"], tmp_path / "ulmfit.tflite")
     with pytest.raises(ValueError, match="this BertTaggerModule exports to a SavedModel only"):
