@@ -48,16 +48,16 @@ def read_history_csv(path):
 
 def plot_history_csv(csv_path, png_path):
     """Writes one panel per metric (train and ``val_`` curves together)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure (no pyplot): it renders with Agg without switching the process-wide backend,
+    # which would stop a notebook's inline plots.
+    from matplotlib.figure import Figure
 
     history = read_history_csv(csv_path)
     names = sorted({k[4:] if k.startswith("val_") else k for k in history} - {"learning_rate"})
     if not names:
         return
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+    fig = Figure(figsize=(4 * len(names), 3.2))
+    axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name in zip(axes[0], names):
         for key, style in ((name, "-o"), ("val_" + name, "--s")):
             if key in history:
@@ -68,7 +68,6 @@ def plot_history_csv(csv_path, png_path):
         ax.legend()
     fig.tight_layout()
     fig.savefig(png_path, dpi=90)
-    plt.close(fig)
 
 
 def training_callbacks(out_dir, verbose=True):
