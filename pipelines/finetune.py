@@ -50,6 +50,7 @@ from tfpretrain.pipelines.bert_tasks import (
 from tfpretrain.training.callbacks import fit_resumable, read_history_csv
 from tfpretrain.training.distribute import get_strategy
 from tfpretrain.training.metrics import EntityF1, TokenAccuracy
+from tfpretrain.training.precision import check_jit_compile, uses_precision
 from tfpretrain.text.task_readers import check_labels
 
 __all__ = ["TASKS", "TASK_DEFAULTS", "evaluate", "load_task_model", "predict", "run"]
@@ -63,25 +64,27 @@ def _check_task(task):
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
 
 
-def _compile(model, task, options, learning_rate, total_steps):
+def _compile(model, task, options, learning_rate, total_steps, jit_compile="auto"):
     from tfpretrain.training.schedules import bert_optimizer
 
     optimizer = bert_optimizer(learning_rate, total_steps)
+    jit_compile = check_jit_compile(jit_compile)
     if task in TEXT_TASKS:
         model.compile(optimizer=optimizer,
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")], jit_compile=jit_compile)
         return
     metrics = [TokenAccuracy(name="accuracy")]
     if options["scheme"] in SCHEME_CONSTRAINTS:
         metrics.append(EntityF1(options["tags"], name="entity"))
-    model.compile(optimizer=optimizer, metrics=metrics)
+    model.compile(optimizer=optimizer, metrics=metrics, jit_compile=jit_compile)
 
 
+@uses_precision
 def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=None, crf=False,  # noqa: A002
         sequence_length=None, epochs=None, batch_size=None, learning_rate=5e-5, max_train_examples=None, seed=0,
         strategy="default", logical_cpus=None, doc_stride=None, max_query_length=None, max_answer_length=None,
-        lm_loss_weight=None, verbose=1, log=print):
+        lm_loss_weight=None, precision=None, jit_compile="auto", verbose=1, log=print):
     """Fine-tunes the BERT encoder or GPT decoder in ``init_dir`` with a task head; saves it to ``out_dir``.
 
     Training is `fit_resumable`: a checkpoint per epoch under ``out_dir``, and
@@ -115,6 +118,11 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
             `tfpretrain.pipelines.finetune_qa.run`; None: its defaults).
         lm_loss_weight: GPT only: weight of the auxiliary language-model loss
             (GPT-1's lambda; None: 0.5; 0 turns it off).
+        precision: "float32", "mixed_float16" or "mixed_bfloat16"; None: what
+            the run in ``out_dir`` recorded, else float32
+            (`tfpretrain.training.precision.uses_precision`). Recorded in
+            task.json; the saved model reloads in float32.
+        jit_compile: True, False or "auto" (Keras' choice: XLA on a GPU unless a layer cannot be compiled).
 
     Returns:
         The dev scores (see `evaluate`) plus ``train_loss`` (last epoch) and
@@ -135,7 +143,8 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
                  "max_answer_length": max_answer_length}
         return finetune_qa.run(init_dir, train_path, dev_path, out_dir, learning_rate=learning_rate,
                                max_train_examples=max_train_examples, seed=seed, strategy=strategy,
-                               logical_cpus=logical_cpus, verbose=verbose, log=log,
+                               logical_cpus=logical_cpus, precision=precision, jit_compile=jit_compile,
+                               verbose=verbose, log=log,
                                **{name: value for name, value in sizes.items() if value is not None})
     sequence_length = TASK_DEFAULTS["sequence_length"] if sequence_length is None else int(sequence_length)
     epochs = TASK_DEFAULTS["epochs"] if epochs is None else int(epochs)
@@ -152,7 +161,7 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
     train, dev, options = read_task_data(task, train_path, dev_path, format, column)
     if max_train_examples is not None:
         train = train[:max_train_examples]
-    options.update(task=task, sequence_length=int(sequence_length), architecture=architecture)
+    options.update(task=task, sequence_length=int(sequence_length), architecture=architecture, precision=precision)
     if architecture == "gpt":
         options.update(lm_loss_weight=0.5 if lm_loss_weight is None else float(lm_loss_weight))
     if task == "tag":
@@ -166,7 +175,7 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
     with distribution.scope():
         encoder, tokenizer = load_init_encoder(init_dir, sequence_length)
         model = build_task_model(task, encoder, options)
-        _compile(model, task, options, learning_rate, max(1, steps_per_epoch * epochs))
+        _compile(model, task, options, learning_rate, max(1, steps_per_epoch * epochs), jit_compile)
 
     train_data = task_dataset(task, train, tokenizer, model, options, batch_size, shuffle=True, seed=seed)
     dev_data = task_dataset(task, dev, tokenizer, model, options, batch_size)

@@ -41,6 +41,7 @@ from tfpretrain.text.squad import (
 )
 from tfpretrain.training.callbacks import fit_resumable, read_history_csv
 from tfpretrain.training.distribute import get_strategy
+from tfpretrain.training.precision import check_jit_compile, uses_precision
 from tfpretrain.training.schedules import bert_optimizer
 from tfpretrain.training.squad_metrics import squad_scores
 
@@ -80,9 +81,10 @@ def _read_questions(path):
     return questions
 
 
+@uses_precision
 def run(init_dir, train_path, dev_path, out_dir, *, sequence_length=384, doc_stride=128, max_query_length=64,
         max_answer_length=30, epochs=2, batch_size=12, learning_rate=5e-5, max_train_examples=None, seed=0,
-        strategy="default", logical_cpus=None, verbose=1, log=print):
+        strategy="default", logical_cpus=None, precision=None, jit_compile="auto", verbose=1, log=print):
     """Fine-tunes the BERT encoder in ``init_dir`` for SQuAD; saves the model to ``out_dir``.
 
     Training is `fit_resumable` (a checkpoint per epoch; the same call after an
@@ -101,6 +103,7 @@ def run(init_dir, train_path, dev_path, out_dir, *, sequence_length=384, doc_str
         max_answer_length: the longest answer predicted, in pieces.
         max_train_examples: use only the first N training questions.
         strategy, logical_cpus: see `tfpretrain.training.distribute.get_strategy`.
+        precision, jit_compile: see `tfpretrain.pipelines.finetune.run`.
 
     Returns:
         The dev scores of `score_questions` plus ``train_loss`` (last epoch),
@@ -113,7 +116,8 @@ def run(init_dir, train_path, dev_path, out_dir, *, sequence_length=384, doc_str
     if max_train_examples is not None:
         train = train[:max_train_examples]
     options = {"task": "qa", "sequence_length": int(sequence_length), "doc_stride": int(doc_stride),
-               "max_query_length": int(max_query_length), "max_answer_length": int(max_answer_length)}
+               "max_query_length": int(max_query_length), "max_answer_length": int(max_answer_length),
+               "precision": precision}
 
     with distribution.scope():
         encoder, tokenizer = load_init_encoder(init_dir, sequence_length)
@@ -125,7 +129,8 @@ def run(init_dir, train_path, dev_path, out_dir, *, sequence_length=384, doc_str
         f"cut to {max_query_length} pieces; strategy {strategy} ({distribution.num_replicas_in_sync} replica(s))")
     total_steps = max(1, math.ceil(len(features) / batch_size) * epochs)
     with distribution.scope():
-        model.compile(optimizer=bert_optimizer(learning_rate, total_steps), **span_losses())
+        model.compile(optimizer=bert_optimizer(learning_rate, total_steps), **span_losses(),
+                      jit_compile=check_jit_compile(jit_compile))
 
     dtypes = input_dtypes(model)
     train_data = squad_dataset(features, batch_size, labels=True, shuffle=True, seed=seed, input_dtypes=dtypes)

@@ -10,12 +10,14 @@ from tfpretrain.pipelines.lm_pretraining import (
     start_run,
     write_pretraining_record,
 )
-from tfpretrain.training.distribute import get_strategy
+from tfpretrain.training.distribute import get_strategy, remove_worker_dir, worker_dir
+from tfpretrain.training.precision import uses_precision
 
+@uses_precision
 def run(text_paths, out_dir, preset="tiny", init_dir=None, steps=1000, steps_per_epoch=None,
         vocabulary_size=8000, lowercase=True, sequence_length=128, batch_size=16, learning_rate=5e-4,
-        warmup_fraction=0.1, whole_word=False, max_selections=None, jit_compile="auto", strategy="default",
-        logical_cpus=None, seed=0, verbose=1, log=print):
+        warmup_fraction=0.1, whole_word=False, max_selections=None, precision=None, jit_compile="auto",
+        strategy="default", logical_cpus=None, seed=0, verbose=1, log=print):
     """Pretrains a BERT encoder with masked-LM and saves a BERT directory to ``out_dir``.
 
     Args:
@@ -27,8 +29,14 @@ def run(text_paths, out_dir, preset="tiny", init_dir=None, steps=1000, steps_per
         steps: training steps in all; ``steps_per_epoch`` (default
             min(steps, 500)) steps run between held-out evaluations and checkpoints.
         whole_word: mask all pieces of a word together.
+        precision: "float32", "mixed_float16" or "mixed_bfloat16"; None: what
+            the run in ``out_dir`` recorded, else float32
+            (`tfpretrain.training.precision.uses_precision`). The saved
+            encoder is float32 either way.
         jit_compile: True, False or "auto" (XLA when a GPU is visible: on a
             2-core CPU the XLA step measured slower than the plain graph).
+        strategy, logical_cpus: the `tfpretrain.training.distribute.get_strategy`
+            arguments; with "multiworker" only the chief writes ``out_dir``.
 
     Returns a dict with the held-out masked-LM accuracy and perplexity, the
     first and last training accuracy, and training tokens/s.
@@ -38,6 +46,7 @@ def run(text_paths, out_dir, preset="tiny", init_dir=None, steps=1000, steps_per
     from tfpretrain.text.masking import MaskedLMMasker
 
     distribution = get_strategy(strategy, logical_cpus)  # before anything touches the devices
+    final_dir, out_dir = out_dir, worker_dir(out_dir, distribution)  # a multi-worker run's non-chief: a temp dir
     start_run(out_dir, preset, BERT_PRESETS, init_dir, steps, seed)
     with distribution.scope():  # variables must be created under the strategy
         if init_dir:
@@ -73,8 +82,10 @@ def run(text_paths, out_dir, preset="tiny", init_dir=None, steps=1000, steps_per
         "last_epoch_accuracy": last_logged(logs, "accuracy"),
         **summary,
     }
-    save_bert(out_dir, encoder, tokenizer)
+    save_bert(out_dir, encoder, tokenizer)  # every worker saves (collective reads), the chief into final_dir
     write_pretraining_record(out_dir, text_paths, preset, init_dir, result, sequence_length=sequence_length,
-                             batch_size=batch_size, whole_word=whole_word, seed=seed)
-    log(f"Saved the encoder to {out_dir}")
+                             batch_size=batch_size, whole_word=whole_word, seed=seed, precision=precision,
+                             jit_compile=jit_compile, strategy=strategy)
+    remove_worker_dir(final_dir, distribution)
+    log(f"Saved the encoder to {final_dir}")
     return result

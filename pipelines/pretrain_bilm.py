@@ -13,6 +13,7 @@ from tfpretrain.text.readers import read_text
 from tfpretrain.text.datasets import LANGUAGE_MODEL_RESERVED
 from tfpretrain.text.vocabulary import OOV_TOKEN, PADDING_TOKEN, load_vocabulary
 from tfpretrain.training import fit_resumable
+from tfpretrain.training.precision import check_jit_compile, float32_copy, uses_precision
 
 HELDOUT_EVERY = 20  # every 20th line measures held-out perplexity
 MAX_CHARS_PER_TOKEN = 50
@@ -41,9 +42,16 @@ def count_tokens(text_paths, max_length=None, batch_size=1024):
             yield [t.decode("utf-8") for t in tokens[:max_length]]
 
 
+@uses_precision
 def run(text_paths, out_dir, epochs=3, preset="small", batch_size=32, max_length=64, min_count=2,
-        max_vocabulary=50000, learning_rate=2e-3, seed=0, verbose=1, log=print):
+        max_vocabulary=50000, learning_rate=2e-3, precision=None, jit_compile="auto", seed=0, verbose=1, log=print):
     """Builds the vocabulary, trains `BiLMLanguageModel`, saves it to ``out_dir``.
+
+    ``precision`` ("float32", "mixed_float16", "mixed_bfloat16"; None: what
+    the run in ``out_dir`` recorded, else float32) and ``jit_compile`` (True,
+    False, "auto": Keras' choice, see `check_jit_compile`) are the
+    `tfpretrain.training.precision` options; the saved
+    ``language_model.keras`` is float32 either way.
 
     Returns a dict of results (held-out perplexity, tokens/s, sizes).
     """
@@ -72,15 +80,17 @@ def run(text_paths, out_dir, epochs=3, preset="small", batch_size=32, max_length
 
     model = BiLMLanguageModel(vocabulary_size=len(vocabulary) + 2, **BILM_PRESETS[preset])
     model(np.zeros((1, 1, MAX_CHARS_PER_TOKEN), "int32"))  # build, so a checkpoint can be restored into it
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=5.0))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=5.0),
+                  jit_compile=check_jit_compile(jit_compile))
     history, seconds = fit_resumable(model, train, heldout, epochs, out_dir, verbose, log)
     # Training tokens per epoch, counted in the graph on the tokenised lines (no second pass
     # through char ids, shuffling and bucketing).
     training_lines = tokenized_lines(text_paths, max_length, heldout_every=HELDOUT_EVERY)
     num_tokens = int(training_lines.reduce(np.int64(0), lambda n, tokens: n + tf.size(tokens, tf.int64)))
-    model.save(os.path.join(out_dir, "language_model.keras"))
+    float32_copy(model).save(os.path.join(out_dir, "language_model.keras"))
     results = {
         "preset": preset,
+        "precision": precision,
         "vocabulary_size": len(vocabulary) + 2,
         "epochs_run": len(history.history.get("loss", [])),
         "heldout_perplexity": float(history.history["val_perplexity"][-1]) if history.history.get("val_perplexity") else None,

@@ -9,14 +9,16 @@ from tfpretrain.pipelines.lm_pretraining import (
     start_run,
     write_pretraining_record,
 )
-from tfpretrain.training.distribute import get_strategy
+from tfpretrain.training.distribute import get_strategy, remove_worker_dir, worker_dir
+from tfpretrain.training.precision import uses_precision
 
 SAMPLE_TOKENS = 20  # greedy tokens generated from an empty prompt at the end, as a sanity check
 
 
+@uses_precision
 def run(text_paths, out_dir, preset="tiny", init_dir=None, steps=1000, steps_per_epoch=None, vocabulary_size=8000,
         lowercase=True, sequence_length=128, batch_size=16, learning_rate=5e-4, warmup_fraction=0.1,
-        jit_compile="auto", strategy="default", logical_cpus=None, seed=0, verbose=1, log=print):
+        precision=None, jit_compile="auto", strategy="default", logical_cpus=None, seed=0, verbose=1, log=print):
     """Pretrains a GPT decoder to predict the next word piece and saves a GPT directory to ``out_dir``.
 
     Lines are documents: ``[SEP]`` (the end-of-text token) follows each, and
@@ -44,8 +46,13 @@ def run(text_paths, out_dir, preset="tiny", init_dir=None, steps=1000, steps_per
         learning_rate: float, default 5e-4. Peak of AdamW's linear warm-up
             and decay (`tfpretrain.training.schedules.bert_optimizer`).
         warmup_fraction: float, default 0.1.
+        precision: "float32", "mixed_float16" or "mixed_bfloat16"; None: what
+            the run in ``out_dir`` recorded, else float32
+            (`tfpretrain.training.precision.uses_precision`). The saved
+            decoder is float32 either way.
         jit_compile: True, False or "auto" (XLA when a GPU is visible).
-        strategy, logical_cpus: the `tfpretrain.training.distribute.get_strategy` arguments.
+        strategy, logical_cpus: the `tfpretrain.training.distribute.get_strategy`
+            arguments; with "multiworker" only the chief writes ``out_dir``.
         seed: int, default 0. Initialisation and shuffling.
         verbose: Keras ``fit`` verbosity.
         log: callable for progress lines.
@@ -66,6 +73,7 @@ def run(text_paths, out_dir, preset="tiny", init_dir=None, steps=1000, steps_per
     from tfpretrain.text.lm_datasets import causal_lm_dataset
 
     distribution = get_strategy(strategy, logical_cpus)  # before anything touches the devices
+    final_dir, out_dir = out_dir, worker_dir(out_dir, distribution)  # a multi-worker run's non-chief: a temp dir
     text_paths = [os.fspath(path) for path in text_paths]
     start_run(out_dir, preset, GPT_PRESETS, init_dir, steps, seed)
     with distribution.scope():  # variables must be created under the strategy
@@ -101,6 +109,8 @@ def run(text_paths, out_dir, preset="tiny", init_dir=None, steps=1000, steps_per
     }
     save_gpt(out_dir, decoder, tokenizer)
     write_pretraining_record(out_dir, text_paths, preset, init_dir, result, sequence_length=sequence_length,
-                             batch_size=batch_size, learning_rate=learning_rate, seed=seed)
-    log(f"Saved the decoder to {out_dir}")
+                             batch_size=batch_size, learning_rate=learning_rate, seed=seed, precision=precision,
+                             jit_compile=jit_compile, strategy=strategy)
+    remove_worker_dir(final_dir, distribution)
+    log(f"Saved the decoder to {final_dir}")
     return result

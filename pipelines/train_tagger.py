@@ -14,6 +14,7 @@ from tfpretrain.text.tagging_preprocessor import keys_of
 from tfpretrain.text.readers import detect_scheme, read_tagged, to_iob2
 from tfpretrain.training import fit_resumable
 from tfpretrain.training.metrics import EntityF1, TokenAccuracy
+from tfpretrain.training.precision import check_jit_compile, float32_copy, uses_precision
 
 SCHEME_CONSTRAINTS = {"IOB2": "BIO", "IOBES": "IOBES"}
 
@@ -29,14 +30,19 @@ def normalize_to_iob2(sentences):
     return [dataclasses.replace(s, tags=tuple(to_iob2(s.tags))) for s in sentences]
 
 
+@uses_precision
 def run(train_path, dev_path, out_dir, format="iob2", column=None, bilm_dir=None, epochs=10,
         preset="small", language_model_mode="top", constraint="auto", batch_size=32,
-        learning_rate=3e-3, min_count=2, seed=0, verbose=1, log=print):
+        learning_rate=3e-3, min_count=2, precision=None, jit_compile="auto", seed=0, verbose=1, log=print):
     """Trains a tagger and saves it to ``out_dir``; returns the dev scores.
 
     Args:
         constraint: "auto" (BIO/IOBES constraint when the tags use that scheme),
             None, "BIO" or "IOBES".
+        precision: "float32", "mixed_float16" or "mixed_bfloat16" (None: what
+            the run in ``out_dir`` recorded, else float32); the CRF runs in
+            float32 and the saved tagger is float32 either way.
+        jit_compile: True, False or "auto" (Keras' choice: XLA on a GPU unless a layer cannot be compiled).
     """
     if preset not in TAGGER_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(TAGGER_PRESETS)}")
@@ -66,7 +72,8 @@ def run(train_path, dev_path, out_dir, format="iob2", column=None, bilm_dir=None
     metrics = [TokenAccuracy(name="accuracy")]
     if scheme in SCHEME_CONSTRAINTS:
         metrics.append(EntityF1(tags, name="entity"))
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=5.0), metrics=metrics)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=5.0), metrics=metrics,
+                  jit_compile=check_jit_compile(jit_compile))
 
     train_data = tagging_dataset(train, preprocessor, batch_size, shuffle=True, seed=seed)
     dev_data = tagging_dataset(dev, preprocessor, batch_size)
@@ -78,10 +85,10 @@ def run(train_path, dev_path, out_dir, format="iob2", column=None, bilm_dir=None
     scores["train_tokens_per_second"] = train_tokens * epochs_run / max(seconds, 1e-9)
     metadata = {
         "format": format, "column": column, "scheme": scheme, "constraint": constraint,
-        "preset": preset, "bilm": os.path.abspath(bilm_dir) if bilm_dir else None,
+        "preset": preset, "precision": precision, "bilm": os.path.abspath(bilm_dir) if bilm_dir else None,
         "language_model_mode": language_model_mode if bilm_dir else None,
         "train": os.path.abspath(train_path), "dev": os.path.abspath(dev_path), "dev_scores": scores,
     }
-    save_tagger(out_dir, model, preprocessor, metadata)
+    save_tagger(out_dir, float32_copy(model), preprocessor, metadata)
     log(f"Saved the tagger to {out_dir}")
     return scores

@@ -45,6 +45,7 @@ from tfpretrain.pipelines.bert_tasks import label_predictions
 from tfpretrain.text.datasets import DEFAULT_BUCKET_BOUNDARIES
 from tfpretrain.text.task_readers import check_labels, label_set, read_classification_tsv
 from tfpretrain.training.callbacks import fit_resumable, read_history_csv
+from tfpretrain.training.precision import resolve_jit_compile, uses_precision
 from tfpretrain.training.discriminative import DEFAULT_DECAY, discriminative_optimizer
 from tfpretrain.training.schedules import SlantedTriangularLR
 from tfpretrain.training.unfreezing import GradualUnfreezing
@@ -80,11 +81,6 @@ def _optimizer(groups, learning_rate, total_steps, schedule, discriminative, dec
     if discriminative:
         return discriminative_optimizer(_adam, groups, rate, decay)
     return _adam(rate)
-
-
-def _jit_compile():
-    # XLA only on a GPU: on a 2-core CPU the plain graph of the LSTM loop was as fast.
-    return bool(tf.config.list_logical_devices("GPU"))
 
 
 def _read_config(directory):
@@ -149,10 +145,11 @@ def _count_batches(dataset):
     return sum(1 for _ in dataset)
 
 
+@uses_precision
 def pretrain_lm(text_paths, out_dir, init_dir=None, preset="small", epochs=3, steps_per_epoch=None,
                 sequence_length=70, batch_size=32, learning_rate=None, schedule="slanted", discriminative=None,
-                decay=DEFAULT_DECAY, min_count=2, max_vocabulary_size=60000, lowercase=True, seed=0, verbose=1,
-                log=print):
+                decay=DEFAULT_DECAY, min_count=2, max_vocabulary_size=60000, lowercase=True, precision=None,
+                jit_compile="auto", seed=0, verbose=1, log=print):
     """Trains an AWD-LSTM language model (ULMFiT stages 1 and 2); saves an AWD-LSTM directory.
 
     Without ``init_dir`` (stage 1, general-domain pretraining) the vocabulary
@@ -186,6 +183,11 @@ def pretrain_lm(text_paths, out_dir, init_dir=None, preset="small", epochs=3, st
         decay: the factor between the rates of adjacent layer groups (2.6).
         min_count, max_vocabulary_size, lowercase: the vocabulary
             (`build_word_vocabulary`; ``lowercase`` comes from ``init_dir`` in stage 2).
+        precision: "float32", "mixed_float16" or "mixed_bfloat16" (None: what
+            the run in ``out_dir`` recorded, else float32); the saved AWD-LSTM
+            directory reloads in float32 either way.
+        jit_compile: True, False or "auto" (XLA only with a GPU: on a 2-core
+            CPU the plain graph of the LSTM loop was as fast).
         seed: int. Seeds weights, dropout and data order.
 
     Returns:
@@ -257,7 +259,7 @@ def pretrain_lm(text_paths, out_dir, init_dir=None, preset="small", epochs=3, st
     language_model(next(iter(train))[0])  # built before fit, as checkpoint restoring needs
     groups = _language_model_groups(layer_groups(language_model))
     language_model.compile(optimizer=_optimizer(groups, learning_rate, total_steps, schedule, discriminative, decay),
-                           jit_compile=_jit_compile())
+                           jit_compile=resolve_jit_compile(jit_compile))
     encoder = language_model.encoder
     log(f"Training the {stage} language model ({encoder.num_layers} LSTM layers, {encoder.embedding_dim}/"
         f"{encoder.hidden_dim}, {language_model.count_params():,} parameters) for {total_steps} steps of "
@@ -285,7 +287,7 @@ def pretrain_lm(text_paths, out_dir, init_dir=None, preset="small", epochs=3, st
         "epochs": epochs, "steps_per_epoch": steps_per_epoch, "sequence_length": sequence_length,
         "batch_size": batch_size, "learning_rate": learning_rate, "schedule": schedule,
         "discriminative": discriminative, "decay": decay, "min_count": min_count,
-        "max_vocabulary_size": max_vocabulary_size, "seed": seed, "result": result,
+        "max_vocabulary_size": max_vocabulary_size, "precision": precision, "seed": seed, "result": result,
     }
     save_awd_lstm(out_dir, language_model, tokenizer, config)  # config.json last: the stage is finished
     log(f"Saved the {stage} language model to {out_dir}: validation perplexity "
@@ -372,11 +374,12 @@ def _build_classifier(encoder, num_labels, head_hidden_dim, head_dropout):
     return model
 
 
+@uses_precision
 def train_classifier(lm_dir, train_path, dev_path, out_dir, *, max_train_examples=None, gradual_unfreezing=None,
                      discriminative=None, schedule="slanted", from_scratch=False, preset="small", epochs=6,
                      steps_per_epoch=None, batch_size=32, learning_rate=CLASSIFIER_LEARNING_RATE,
                      decay=DEFAULT_DECAY, sequence_length=128, dropout_scale=1.0, head_hidden_dim=50,
-                     min_count=2, column=None, seed=0, verbose=1, log=print):
+                     min_count=2, column=None, precision=None, jit_compile="auto", seed=0, verbose=1, log=print):
     """Trains ULMFiT's classifier (stage 3) on labelled TSV; saves a classifier directory to ``out_dir``.
 
     The domain language model's encoder (``lm_dir``, with ULMFiT's classifier
@@ -411,6 +414,7 @@ def train_classifier(lm_dir, train_path, dev_path, out_dir, *, max_train_example
         head_hidden_dim: int. Width of the head's hidden layer (50).
         min_count: from_scratch vocabulary: words seen fewer times are ``[UNK]``.
         column: the label column (see `read_classification_tsv`).
+        precision, jit_compile: see `pretrain_lm`.
 
     Returns:
         the dev scores (`evaluate`: ``accuracy``, ``macro_f1``,
@@ -476,7 +480,7 @@ def train_classifier(lm_dir, train_path, dev_path, out_dir, *, max_train_example
         optimizer=_optimizer(groups, learning_rate, total_steps, schedule, discriminative, decay),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=_jit_compile())
+        jit_compile=resolve_jit_compile(jit_compile))
     callbacks = [GradualUnfreezing(groups)] if gradual_unfreezing else []
     switches = ", ".join(f"{name} {'on' if on else 'off'}" for name, on in (
         ("gradual unfreezing", gradual_unfreezing), ("discriminative rates", discriminative)))
@@ -502,7 +506,8 @@ def train_classifier(lm_dir, train_path, dev_path, out_dir, *, max_train_example
         "preset": preset if from_scratch else None, "max_train_examples": max_train_examples,
         "gradual_unfreezing": gradual_unfreezing, "discriminative": discriminative, "schedule": schedule,
         "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
-        "learning_rate": learning_rate, "decay": decay, "dropout_scale": dropout_scale, "seed": seed,
+        "learning_rate": learning_rate, "decay": decay, "dropout_scale": dropout_scale, "precision": precision,
+        "seed": seed,
         "result": scores,
     }
     _save_classifier(out_dir, classifier, encoder, tokenizer, config)
@@ -610,7 +615,8 @@ def _write_domain_text(train_path, column, out_dir):
 def run(general_text, domain_text, train_path, dev_path, out_dir, *, stages=STAGES, preset="small",
         general_epochs=3, general_steps_per_epoch=None, domain_epochs=2, domain_steps_per_epoch=None,
         sequence_length=70, lm_batch_size=32, general_learning_rate=None, domain_learning_rate=None,
-        min_count=2, max_vocabulary_size=60000, column=None, seed=0, verbose=1, log=print, **classifier_options):
+        min_count=2, max_vocabulary_size=60000, column=None, precision=None, jit_compile="auto", seed=0, verbose=1,
+        log=print, **classifier_options):
     """ULMFiT's three stages into ``OUT/general_lm``, ``OUT/domain_lm`` and ``OUT/classifier``.
 
     A stage whose directory is finished (`is_finished`) is skipped; an
@@ -631,6 +637,8 @@ def run(general_text, domain_text, train_path, dev_path, out_dir, *, stages=STAG
         domain_steps_per_epoch, sequence_length, lm_batch_size,
         general_learning_rate, domain_learning_rate, min_count,
         max_vocabulary_size: the language models' `pretrain_lm` settings.
+        precision, jit_compile: every stage's (`pretrain_lm`); precision None:
+            what each stage's directory recorded, else float32.
         **classifier_options: `train_classifier` keywords (``epochs``,
             ``max_train_examples``, ``gradual_unfreezing``, ``discriminative``,
             ``schedule``, ``learning_rate``, ...).
@@ -659,7 +667,8 @@ def run(general_text, domain_text, train_path, dev_path, out_dir, *, stages=STAG
             results[stage] = _read_config(dirs[stage])["result"]
             continue
         lm_options = dict(sequence_length=sequence_length, batch_size=lm_batch_size, min_count=min_count,
-                          max_vocabulary_size=max_vocabulary_size, seed=seed, verbose=verbose, log=log)
+                          max_vocabulary_size=max_vocabulary_size, precision=precision, jit_compile=jit_compile,
+                          seed=seed, verbose=verbose, log=log)
         if stage == "general":
             if not general_text:
                 raise ValueError("stage general needs general_text (e.g. EWT train text)")
@@ -675,5 +684,6 @@ def run(general_text, domain_text, train_path, dev_path, out_dir, *, stages=STAG
             lm_dir = None if from_scratch else dirs["domain"]
             classifier_options.setdefault("preset", preset)  # the from-scratch classifier's size
             results[stage] = train_classifier(lm_dir, train_path, dev_path, dirs[stage], column=column, seed=seed,
-                                              verbose=verbose, log=log, **classifier_options)
+                                              precision=precision, jit_compile=jit_compile, verbose=verbose,
+                                              log=log, **classifier_options)
     return results

@@ -25,10 +25,31 @@ def _column(value):
     return int(value) if str(value).lstrip("-").isdigit() else value
 
 
-def _add_strategy(parser):
-    parser.add_argument("--strategy", choices=("default", "mirrored"), default="default",
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # tfpretrain.training.precision.PRECISIONS
+XLA_MODES = {"auto": "auto", "on": True, "off": False}  # --xla -> jit_compile
+
+
+def _add_accelerator(parser):
+    """--precision and --xla, the same on every training command."""
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="Keras dtype policy: float32, or float16 / bfloat16 compute with float32 weights "
+                             "(default: what the run in --out recorded, else float32)")
+    parser.add_argument("--xla", choices=tuple(XLA_MODES), default="auto",
+                        help="compile the train step with XLA (auto: on with a GPU; on 2 CPU cores XLA measured slower)")
+
+
+def _accelerator_options(args):
+    """The ``precision=`` and ``jit_compile=`` keywords of the pipelines' run functions."""
+    return dict(precision=args.precision, jit_compile=XLA_MODES[args.xla])
+
+
+def _add_strategy(parser, cluster=False):
+    strategies = ("default", "mirrored") + (("multiworker", "tpu") if cluster else ())
+    parser.add_argument("--strategy", choices=strategies, default="default",
                         help="tf.distribute strategy: mirrored trains data-parallel on every GPU "
-                             "(or on --logical-cpus CPU devices)")
+                             "(or on --logical-cpus CPU devices)" + (
+                                 "; multiworker: one process per machine, the cluster in TF_CONFIG; tpu: "
+                                 "TPUStrategy on the local TPU or TPU_NAME's (untested here)" if cluster else ""))
     parser.add_argument("--logical-cpus", type=int, default=None, metavar="N",
                         help="split the CPU into N logical devices (to try --strategy mirrored without a GPU)")
 
@@ -48,9 +69,8 @@ def _add_transformer_pretraining(parser, kind, presets):
     parser.add_argument("--sequence-length", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=5e-4)
-    parser.add_argument("--xla", choices=("auto", "on", "off"), default="auto",
-                        help="compile the train step with XLA (auto: on with a GPU; on 2 CPU cores XLA measured slower)")
-    _add_strategy(parser)
+    _add_accelerator(parser)
+    _add_strategy(parser, cluster=True)
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -58,9 +78,8 @@ def _transformer_pretraining_options(args):
     """The keyword arguments of pretrain_bert.run / pretrain_gpt.run from the shared options."""
     return dict(preset=args.preset, init_dir=args.init, steps=args.steps, steps_per_epoch=args.steps_per_epoch,
                 vocabulary_size=args.vocabulary_size, lowercase=not args.cased, sequence_length=args.sequence_length,
-                batch_size=args.batch_size, learning_rate=args.learning_rate,
-                jit_compile={"auto": "auto", "on": True, "off": False}[args.xla], strategy=args.strategy,
-                logical_cpus=args.logical_cpus, seed=args.seed, verbose=_verbosity())
+                batch_size=args.batch_size, learning_rate=args.learning_rate, strategy=args.strategy,
+                logical_cpus=args.logical_cpus, seed=args.seed, verbose=_verbosity(), **_accelerator_options(args))
 
 
 def build_parser():
@@ -77,6 +96,7 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=64, help="tokens kept per line")
     p.add_argument("--min-count", type=int, default=2, help="rarer words map to [UNK]")
+    _add_accelerator(p)
     p.add_argument("--seed", type=int, default=0)
 
     p = commands.add_parser("train-tagger", help="train a CRF sequence tagger (optionally with a pretrained BiLM)")
@@ -92,6 +112,7 @@ def build_parser():
     p.add_argument("--learning-rate", type=float, default=3e-3)
     p.add_argument("--constraint", choices=("auto", "none", "BIO", "IOBES"), default="auto",
                    help="forbid invalid tag transitions in the CRF (auto: from the tag set)")
+    _add_accelerator(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR")
 
@@ -145,6 +166,7 @@ def build_parser():
     p.add_argument("--max-train-examples", type=int, default=None, help="use only the first N training examples")
     p.add_argument("--lm-loss-weight", type=float, default=None,
                    help="GPT: weight of the auxiliary language-model loss (default 0.5; 0: off)")
+    _add_accelerator(p)
     _add_strategy(p)
     p.add_argument("--seed", type=int, default=0)
 
@@ -192,6 +214,7 @@ def build_parser():
     p.add_argument("--from-scratch", action="store_true", help="baseline: the classifier from random weights, no LM")
     p.add_argument("--dropout-scale", type=float, default=1.0, help="multiplies every dropout rate")
     p.add_argument("--column", default=None, help="the label column (header name or index)")
+    _add_accelerator(p)
     p.add_argument("--seed", type=int, default=0)
 
     p = commands.add_parser("evaluate", help="score a tagger or a fine-tuned model; the last line is JSON")
@@ -234,7 +257,8 @@ def _run(args):
 
         result = pretrain_bilm.run(args.text, args.out, epochs=args.epochs, preset=args.preset,
                                    batch_size=args.batch_size, max_length=args.max_length,
-                                   min_count=args.min_count, seed=args.seed, verbose=_verbosity())
+                                   min_count=args.min_count, seed=args.seed, verbose=_verbosity(),
+                                   **_accelerator_options(args))
         print(json.dumps(result))
     elif args.command == "train-tagger":
         from tfpretrain.pipelines import train_tagger
@@ -243,7 +267,7 @@ def _run(args):
             args.train, args.dev, args.out, format=args.format, column=_column(args.column),
             bilm_dir=args.bilm, epochs=args.epochs, preset=args.preset, language_model_mode=args.bilm_mode,
             constraint=None if args.constraint == "none" else args.constraint, batch_size=args.batch_size,
-            learning_rate=args.learning_rate, seed=args.seed, verbose=_verbosity())
+            learning_rate=args.learning_rate, seed=args.seed, verbose=_verbosity(), **_accelerator_options(args))
         print(json.dumps(scores))
     elif args.command == "pretrain-bert":
         from tfpretrain.pipelines import pretrain_bert
@@ -282,7 +306,8 @@ def _run(args):
         if args.task == "tag":
             options.update(crf=args.crf)
         scores = finetune.run(args.task, args.init, args.train, args.dev, args.out, strategy=args.strategy,
-                              logical_cpus=args.logical_cpus, seed=args.seed, verbose=_verbosity(), **options)
+                              logical_cpus=args.logical_cpus, seed=args.seed, verbose=_verbosity(),
+                              **_accelerator_options(args), **options)
         print(json.dumps(scores))
     elif args.command == "embed":
         from tfpretrain.pipelines import embed
@@ -307,7 +332,7 @@ def _run(args):
             stages=ulmfit.STAGES if args.stage == "all" else [args.stage], column=_column(args.column),
             gradual_unfreezing=False if args.no_gradual_unfreezing else None,
             discriminative=False if args.no_discriminative else None,
-            **{name: getattr(args, name) for name in names})
+            **{name: getattr(args, name) for name in names}, **_accelerator_options(args))
         print(json.dumps(results))
     elif args.command == "evaluate":
         from tfpretrain.pipelines import ulmfit

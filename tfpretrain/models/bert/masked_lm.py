@@ -65,6 +65,7 @@ class BertMaskedLM(LanguageModelTraining, keras.Model):
         )
         self.output_bias = self.add_weight(
             name="output_bias", shape=(encoder.vocabulary_size,), initializer="zeros", dtype="float32",
+            autocast=False,  # added to the float32 logits as it is, under a mixed policy too
         )
         self.perplexity = Perplexity(name="perplexity")
 

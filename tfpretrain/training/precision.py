@@ -1,0 +1,160 @@
+"""Mixed precision and XLA for the training pipelines (``--precision`` and ``--xla`` on every training command).
+
+One place decides the Keras dtype policy of a run:
+
+- `uses_precision` wraps a pipeline's ``run(..., out_dir, ..., precision=None)``:
+  it resolves the precision (an explicit value, else the one the run in
+  ``out_dir`` recorded, else float32), records it in ``out_dir/precision.json``
+  before training, so that a resumed run trains as the interrupted one did,
+  and sets the global Keras policy for the call only (restored afterwards).
+- Models are built under that policy: variables stay float32, layers compute
+  in float16 / bfloat16, and our numerically delicate layers (CRF, softmax,
+  layer norm, the LM heads' logits) compute in float32. With
+  ``mixed_float16`` Keras 3's ``compile`` wraps the optimizer in a
+  ``LossScaleOptimizer`` by itself.
+- What a run saves reloads in float32: BERT, GPT and AWD-LSTM directories
+  store the architecture without a dtype; ``.keras`` files (tagger, BiLM)
+  are written from `float32_copy`.
+
+Example:
+
+>>> @uses_precision
+... def run(out_dir, precision=None, jit_compile="auto"):
+...     model = build_model()  # under the policy
+...     model.compile(optimizer="adam", jit_compile=check_jit_compile(jit_compile))
+"""
+
+import contextlib
+import functools
+import inspect
+import json
+import os
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+XLA_MODES = {"auto": "auto", "on": True, "off": False}  # --xla value -> jit_compile
+PRECISION_RECORD = "precision.json"
+
+
+def check_precision(precision):
+    """Returns ``precision`` if it is one of `PRECISIONS`; raises a ValueError naming the choices otherwise."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+def check_jit_compile(jit_compile):
+    """Returns ``jit_compile`` (True, False or "auto") for ``model.compile``; a ValueError for anything else.
+
+    "auto" is Keras' own choice: XLA on a GPU unless a layer cannot be
+    compiled (Keras' LSTM on a GPU, which then runs cuDNN) or a
+    ``tf.distribute`` strategy is in use; never on a CPU.
+    """
+    if jit_compile != "auto" and not isinstance(jit_compile, bool):
+        raise ValueError(f"jit_compile must be True, False or 'auto', got {jit_compile!r}")
+    return jit_compile
+
+
+def resolve_jit_compile(jit_compile):
+    """``jit_compile`` as a bool: "auto" -> XLA whenever a GPU is visible, True and False as they are.
+
+    For the models that always gain from XLA on a GPU (the transformers'
+    pretraining, ULMFiT's LSTM loop); on a 2-core CPU the XLA train step
+    measured slower than the plain graph.
+    """
+    if check_jit_compile(jit_compile) == "auto":
+        import tensorflow as tf
+
+        return bool(tf.config.list_logical_devices("GPU"))
+    return jit_compile
+
+
+@contextlib.contextmanager
+def precision_scope(precision):
+    """Sets the global Keras dtype policy to ``precision`` inside the block, restores the previous one after."""
+    import keras
+
+    check_precision(precision)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def recorded_precision(out_dir):
+    """The precision recorded in ``out_dir/precision.json`` by an earlier run, or None."""
+    path = os.path.join(out_dir, PRECISION_RECORD)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get("precision")
+
+
+def resolve_precision(out_dir, precision=None):
+    """The precision a run in ``out_dir`` trains with; records it there.
+
+    None means: what an earlier (interrupted) run in ``out_dir`` recorded,
+    else float32. An explicit value that differs from the one a run with a
+    checkpoint recorded is an error: the checkpoint's optimizer state (the
+    loss scale of mixed_float16) would not match.
+    """
+    recorded = recorded_precision(out_dir)
+    if precision is None:
+        precision = recorded or "float32"
+    check_precision(precision)
+    if recorded and recorded != precision and os.path.isdir(os.path.join(out_dir, "checkpoint")):
+        raise ValueError(f"{out_dir} holds a checkpoint trained with --precision {recorded} "
+                         f"({os.path.join(out_dir, PRECISION_RECORD)}), not {precision}; resume with "
+                         f"--precision {recorded} or choose a new --out")
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, PRECISION_RECORD), "w", encoding="utf-8") as f:
+        json.dump({"precision": precision}, f)
+    return precision
+
+
+def uses_precision(run):
+    """Decorates a pipeline ``run`` that takes ``out_dir`` and ``precision=None``: see the module docstring."""
+    signature = inspect.signature(run)
+
+    @functools.wraps(run)
+    def wrapper(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        bound.arguments["precision"] = resolve_precision(os.fspath(bound.arguments["out_dir"]),
+                                                         bound.arguments["precision"])
+        with precision_scope(bound.arguments["precision"]):
+            return run(*bound.args, **bound.kwargs)
+
+    return wrapper
+
+
+def _float32_policies(config):
+    """``config`` (a serialised Keras object) with every dtype policy replaced by float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(config.get("config"), dict):
+            return {**config, "config": {**config["config"], "name": "float32"}}
+        return {key: _float32_policies(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_float32_policies(value) for value in config]
+    return config
+
+
+def float32_copy(model):
+    """``model`` rebuilt with float32 layers and the same weights (the model itself when it is float32 already).
+
+    A ``.keras`` file stores each layer's dtype policy; saving this copy
+    makes a mixed-precision run's model reload (and export) in float32.
+    """
+    import keras
+
+    if model.dtype_policy.name == "float32":  # built under a float32 policy, as its layers were
+        return model
+    config = _float32_policies(keras.saving.serialize_keras_object(model))
+    with precision_scope("float32"):
+        copy = keras.saving.deserialize_keras_object(config)
+        if not copy.built:
+            copy.build_from_config(config.get("build_config", {}))
+    copy.set_weights(model.get_weights())
+    return copy
+
