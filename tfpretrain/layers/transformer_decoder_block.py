@@ -124,10 +124,11 @@ class TransformerDecoderBlock(TransformerEncoderBlock):
                              "cache (batch, 2, max_length, num_heads, head_dim) too, or neither")
         query_length = ops.shape(inputs)[1]
         key_length = query_length if cache is None else ops.shape(cache)[2]
-        attention_mask = causal_attention_mask(
-            query_length, key_length, 0 if cache is None else cache_update_index)[None, None]  # (1, 1, queries, keys)
+        # expand_dims, not new-axis slices of bool tensors: TFLite has no bool kernel for those.
+        attention_mask = ops.expand_dims(causal_attention_mask(
+            query_length, key_length, 0 if cache is None else cache_update_index), (0, 1))  # (1, 1, queries, keys)
         if padding_mask is not None:
             attention_mask = ops.logical_and(
-                attention_mask, ops.cast(padding_mask, "bool")[:, None, None, :])  # (batch, 1, queries, keys)
+                attention_mask, ops.expand_dims(ops.cast(padding_mask, "bool"), (1, 2)))  # (batch, 1, queries, keys)
         output, cache = self._sublayers(inputs, attention_mask, training, cache, cache_update_index)
         return output if cache is None else (output, cache)

@@ -184,7 +184,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
             padding_mask = mask
         attention_mask = None
         if padding_mask is not None:
-            attention_mask = ops.cast(padding_mask, "bool")[:, None, None, :]  # (batch, 1, 1, keys)
+            # (batch, 1, 1, keys); expand_dims, not a new-axis slice (TFLite has no bool kernel for that)
+            attention_mask = ops.expand_dims(ops.cast(padding_mask, "bool"), (1, 2))
         return self._sublayers(inputs, attention_mask, training)[0]
 
     def compute_mask(self, inputs, mask=None):
