@@ -27,3 +27,12 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real corpora not found at {SHARED_DATA} (set TFPRETRAIN_SHARED_DATA)")
     return SHARED_DATA
+
+
+def write_ewt_text(shared_data, path, num_lines):
+    """Writes the raw text of the first ``num_lines`` EWT train sentences to ``path``, one per line; returns it."""
+    from tfpretrain.text.readers import read_text
+
+    sentences = read_text(str(shared_data / "ud_english_ewt" / "train.conllu"))
+    path.write_text("\n".join(line for _, line in zip(range(num_lines), sentences)) + "\n", encoding="utf-8")
+    return path

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from tests.conftest import write_ewt_text
 from tests.pipelines.test_cli import cli
 
 
@@ -16,12 +17,7 @@ def last_json(result):
 @pytest.fixture(scope="module")
 def corpus(shared_data, tmp_path_factory):
     """The raw text of the first 3,000 EWT train sentences, one per line (outside the repo)."""
-    from tfpretrain.text.readers import read_text
-
-    path = tmp_path_factory.mktemp("bert_corpus") / "ewt.txt"
-    lines = [line for _, line in zip(range(3000), read_text(str(shared_data / "ud_english_ewt" / "train.conllu")))]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_ewt_text(shared_data, tmp_path_factory.mktemp("bert_corpus") / "ewt.txt", 3000)
 
 
 @pytest.fixture(scope="module")

@@ -9,18 +9,15 @@ import sys
 import keras
 import pytest
 
+from tests.conftest import write_ewt_text
+
 from tfpretrain.pipelines import generate, lm_pretraining, pretrain_gpt
 
 
 @pytest.fixture(scope="module")
 def corpus(shared_data, tmp_path_factory):
     """The raw text of the first 1,500 EWT train sentences, one per line (outside the repo)."""
-    from tfpretrain.text.readers import read_text
-
-    path = tmp_path_factory.mktemp("gpt_corpus") / "ewt.txt"
-    lines = [line for _, line in zip(range(1500), read_text(str(shared_data / "ud_english_ewt" / "train.conllu")))]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_ewt_text(shared_data, tmp_path_factory.mktemp("gpt_corpus") / "ewt.txt", 1500)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, write_ewt_text
 
 TIMEOUT_SECONDS = 240
 
@@ -57,12 +57,7 @@ def logged_losses(out_dir):
 
 @pytest.fixture(scope="module")
 def corpus(shared_data, tmp_path_factory):
-    from tfpretrain.text.readers import read_text
-
-    path = tmp_path_factory.mktemp("multiworker_corpus") / "ewt.txt"
-    lines = [line for _, line in zip(range(600), read_text(str(shared_data / "ud_english_ewt" / "train.conllu")))]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_ewt_text(shared_data, tmp_path_factory.mktemp("multiworker_corpus") / "ewt.txt", 600)
 
 
 def test_two_workers_on_loopback_train_identical_weights_and_the_loss_falls(corpus, tmp_path):
