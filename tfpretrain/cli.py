@@ -162,6 +162,7 @@ def build_parser():
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--sequence-length", type=int, default=None)
     p.add_argument("--doc-stride", type=int, default=None, help="qa: overlap step of context windows")
+    p.add_argument("--max-query-length", type=int, default=None, help="qa: question pieces kept (default 64)")
     p.add_argument("--max-answer-length", type=int, default=None, help="qa: longest answer in word pieces")
     p.add_argument("--max-train-examples", type=int, default=None, help="use only the first N training examples")
     p.add_argument("--lm-loss-weight", type=float, default=None,
@@ -245,7 +246,7 @@ def build_parser():
     p.add_argument("text", nargs="*", metavar="TEXT",
                    help="inputs; default: one per line on stdin (several texts per input: tab-separated)")
 
-    p = commands.add_parser("demo", help="the main job on embedded default data (about 10 minutes on 2 cores)")
+    p = commands.add_parser("demo", help="the main job on embedded default data (about 3 minutes on 2 cores)")
     p.add_argument("--work-dir", default="runs/demo")
     p.add_argument("--export-root", default="saved_models")
     return parser
@@ -295,8 +296,8 @@ def _run(args):
         from tfpretrain.pipelines import finetune
 
         options = {name: getattr(args, name) for name in (
-            "epochs", "batch_size", "learning_rate", "sequence_length", "doc_stride", "max_answer_length",
-            "max_train_examples", "lm_loss_weight") if getattr(args, name) is not None}
+            "epochs", "batch_size", "learning_rate", "sequence_length", "doc_stride", "max_query_length",
+            "max_answer_length", "max_train_examples", "lm_loss_weight") if getattr(args, name) is not None}
         if args.crf and args.task != "tag":
             raise ValueError(f"--crf is for --task tag, not {args.task}")
         if args.task == "qa" and (args.format or args.column is not None):
