@@ -11,6 +11,7 @@ BENCHMARKS = [
     "bert_mlm_benchmark.py", "bert_finetune_benchmark.py",  # BERT
     "gpt_benchmark.py", "awd_lstm_benchmark.py", "ulmfit_benchmark.py",  # GPT and ULMFiT
     "export_benchmark.py",  # deployment: SavedModel vs TFLite float / int8
+    "static_shapes_benchmark.py",  # XLA: dynamic against static batch shapes
 ]
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from tfpretrain.text.readers import read_text
 from tfpretrain.text.datasets import LANGUAGE_MODEL_RESERVED
 from tfpretrain.text.vocabulary import OOV_TOKEN, PADDING_TOKEN, load_vocabulary
 from tfpretrain.training import fit_resumable
-from tfpretrain.training.precision import check_jit_compile, float32_copy, uses_precision
+from tfpretrain.training.precision import check_jit_compile, float32_copy, resolve_static_shapes, uses_precision
 
 HELDOUT_EVERY = 20  # every 20th line measures held-out perplexity
 MAX_CHARS_PER_TOKEN = 50
@@ -44,14 +44,17 @@ def count_tokens(text_paths, max_length=None, batch_size=1024):
 
 @uses_precision
 def run(text_paths, out_dir, epochs=3, preset="small", batch_size=32, max_length=64, min_count=2,
-        max_vocabulary=50000, learning_rate=2e-3, precision=None, jit_compile="auto", seed=0, verbose=1, log=print):
+        max_vocabulary=50000, learning_rate=2e-3, precision=None, jit_compile="auto", static_shapes="auto", seed=0,
+        verbose=1, log=print):
     """Builds the vocabulary, trains `BiLMLanguageModel`, saves it to ``out_dir``.
 
     ``precision`` ("float32", "mixed_float16", "mixed_bfloat16"; None: what
     the run in ``out_dir`` recorded, else float32) and ``jit_compile`` (True,
     False, "auto": Keras' choice, see `check_jit_compile`) are the
     `tfpretrain.training.precision` options; the saved
-    ``language_model.keras`` is float32 either way.
+    ``language_model.keras`` is float32 either way. ``static_shapes`` (True,
+    False, "auto": on with ``jit_compile=True``) pads every batch to a length
+    bucket and the batch size (`tfpretrain.text.language_model_dataset`).
 
     Returns a dict of results (held-out perplexity, tokens/s, sizes).
     """
@@ -74,7 +77,8 @@ def run(text_paths, out_dir, epochs=3, preset="small", batch_size=32, max_length
     log(f"Vocabulary: {len(vocabulary) + 2} word ids (min count {min_count}) -> {vocabulary_path}")
 
     common = dict(word_lookup=lookup, batch_size=batch_size, max_length=max_length,
-                  max_chars_per_token=MAX_CHARS_PER_TOKEN, heldout_every=HELDOUT_EVERY)
+                  max_chars_per_token=MAX_CHARS_PER_TOKEN, heldout_every=HELDOUT_EVERY,
+                  static_shapes=resolve_static_shapes(static_shapes, jit_compile))
     train = language_model_dataset(text_paths, seed=seed, **common)
     heldout = language_model_dataset(text_paths, heldout=True, shuffle_buffer=0, **common)
 
@@ -91,6 +95,7 @@ def run(text_paths, out_dir, epochs=3, preset="small", batch_size=32, max_length
     results = {
         "preset": preset,
         "precision": precision,
+        "static_shapes": common["static_shapes"],
         "vocabulary_size": len(vocabulary) + 2,
         "epochs_run": len(history.history.get("loss", [])),
         "heldout_perplexity": float(history.history["val_perplexity"][-1]) if history.history.get("val_perplexity") else None,

@@ -14,7 +14,7 @@ from tfpretrain.text.tagging_preprocessor import keys_of
 from tfpretrain.text.readers import detect_scheme, read_tagged, to_iob2
 from tfpretrain.training import fit_resumable
 from tfpretrain.training.metrics import EntityF1, TokenAccuracy
-from tfpretrain.training.precision import check_jit_compile, float32_copy, uses_precision
+from tfpretrain.training.precision import check_jit_compile, float32_copy, resolve_static_shapes, uses_precision
 
 SCHEME_CONSTRAINTS = {"IOB2": "BIO", "IOBES": "IOBES"}
 
@@ -33,7 +33,8 @@ def normalize_to_iob2(sentences):
 @uses_precision
 def run(train_path, dev_path, out_dir, format="iob2", column=None, bilm_dir=None, epochs=10,
         preset="small", language_model_mode="top", constraint="auto", batch_size=32,
-        learning_rate=3e-3, min_count=2, precision=None, jit_compile="auto", seed=0, verbose=1, log=print):
+        learning_rate=3e-3, min_count=2, precision=None, jit_compile="auto", static_shapes="auto", seed=0, verbose=1,
+        log=print):
     """Trains a tagger and saves it to ``out_dir``; returns the dev scores.
 
     Args:
@@ -43,6 +44,10 @@ def run(train_path, dev_path, out_dir, format="iob2", column=None, bilm_dir=None
             the run in ``out_dir`` recorded, else float32); the CRF runs in
             float32 and the saved tagger is float32 either way.
         jit_compile: True, False or "auto" (Keras' choice: XLA on a GPU unless a layer cannot be compiled).
+        static_shapes: True, False or "auto" (on with ``jit_compile=True``):
+            batches padded to length buckets and the batch size
+            (`tfpretrain.text.tagging_dataset`), so that XLA compiles a few
+            programs, not one per sentence length.
     """
     if preset not in TAGGER_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(TAGGER_PRESETS)}")
@@ -75,8 +80,9 @@ def run(train_path, dev_path, out_dir, format="iob2", column=None, bilm_dir=None
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=5.0), metrics=metrics,
                   jit_compile=check_jit_compile(jit_compile))
 
-    train_data = tagging_dataset(train, preprocessor, batch_size, shuffle=True, seed=seed)
-    dev_data = tagging_dataset(dev, preprocessor, batch_size)
+    static_shapes = resolve_static_shapes(static_shapes, jit_compile)
+    train_data = tagging_dataset(train, preprocessor, batch_size, shuffle=True, seed=seed, static_shapes=static_shapes)
+    dev_data = tagging_dataset(dev, preprocessor, batch_size, static_shapes=static_shapes)
     history, seconds = fit_resumable(model, train_data, dev_data, epochs, out_dir, verbose, log)
     epochs_run = len(history.history.get("loss", []))
     train_tokens = sum(len(s.tokens) for s in train)
@@ -85,7 +91,7 @@ def run(train_path, dev_path, out_dir, format="iob2", column=None, bilm_dir=None
     scores["train_tokens_per_second"] = train_tokens * epochs_run / max(seconds, 1e-9)
     metadata = {
         "format": format, "column": column, "scheme": scheme, "constraint": constraint,
-        "preset": preset, "precision": precision, "bilm": os.path.abspath(bilm_dir) if bilm_dir else None,
+        "preset": preset, "precision": precision, "static_shapes": static_shapes, "bilm": os.path.abspath(bilm_dir) if bilm_dir else None,
         "language_model_mode": language_model_mode if bilm_dir else None,
         "train": os.path.abspath(train_path), "dev": os.path.abspath(dev_path), "dev_scores": scores,
     }

@@ -42,10 +42,11 @@ import numpy as np
 import tensorflow as tf
 
 from tfpretrain.pipelines.bert_tasks import label_predictions
+from tfpretrain.text.buckets import bucket_by_length, bucket_of, fill_batch, pad_to_bucket
 from tfpretrain.text.datasets import DEFAULT_BUCKET_BOUNDARIES
 from tfpretrain.text.task_readers import check_labels, label_set, read_classification_tsv
 from tfpretrain.training.callbacks import fit_resumable, read_history_csv
-from tfpretrain.training.precision import resolve_jit_compile, uses_precision
+from tfpretrain.training.precision import resolve_jit_compile, resolve_static_shapes, uses_precision
 from tfpretrain.training.discriminative import DEFAULT_DECAY, discriminative_optimizer
 from tfpretrain.training.schedules import SlantedTriangularLR
 from tfpretrain.training.unfreezing import GradualUnfreezing
@@ -300,7 +301,7 @@ def pretrain_lm(text_paths, out_dir, init_dir=None, preset="small", epochs=3, st
 
 
 def classification_dataset(texts, label_ids, tokenizer, batch_size=32, sequence_length=128, shuffle=False,
-                           seed=0, bucket_boundaries=DEFAULT_BUCKET_BOUNDARIES):
+                           seed=0, bucket_boundaries=DEFAULT_BUCKET_BOUNDARIES, static_shapes=False):
     """Batches of ``(token_ids, label_ids)``: texts as word ids (0-padded, at most ``sequence_length``).
 
     With ``shuffle`` (training) the texts are shuffled every epoch and batched
@@ -311,6 +312,12 @@ def classification_dataset(texts, label_ids, tokenizer, batch_size=32, sequence_
         texts: list of str. label_ids: list of int, or None (no labels: the
             dataset yields token ids alone).
         tokenizer: a `tfpretrain.text.word_lm_datasets.WordTokenizer`.
+        static_shapes: bool. Every batch ``(batch_size, length)`` with
+            ``length`` a bucket boundary or ``sequence_length``, for XLA and
+            TPUs (`tfpretrain.text.buckets`). Batches are then ``(token_ids,
+            label_ids, sample_weights)``: the rows that fill a short batch
+            have label -1 and weight 0 (compile the loss with
+            ``ignore_class=-1``, as `train_classifier` does).
 
     Example:
 
@@ -320,9 +327,17 @@ def classification_dataset(texts, label_ids, tokenizer, batch_size=32, sequence_
     texts = tf.constant(list(texts), dtype=tf.string)
     labels = tf.constant(list(label_ids) if label_ids is not None else [0] * int(texts.shape[0]), tf.int32)
     dataset = tf.data.Dataset.from_tensor_slices((texts, labels))
-    if not shuffle:
+    if not shuffle and not static_shapes:
         dataset = dataset.batch(batch_size).map(
             lambda text, label: (tokenizer(text)[:, :sequence_length].to_tensor(), label))
+    elif not shuffle:  # input order, static shapes
+
+        def encode_in_order(text, label):
+            real, ids = pad_to_bucket(tokenizer(text), bucket_boundaries, sequence_length, batch_size)
+            _, (label,) = fill_batch(batch_size, (label,))
+            return real, ids, label
+
+        dataset = dataset.batch(batch_size).map(encode_in_order)
     else:
         dataset = dataset.shuffle(int(texts.shape[0]), seed=seed, reshuffle_each_iteration=True)
 
@@ -331,20 +346,20 @@ def classification_dataset(texts, label_ids, tokenizer, batch_size=32, sequence_
             return ids.to_tensor(), ids.row_lengths(), label
 
         dataset = dataset.batch(1024).map(encode).unbatch().map(lambda ids, length, label: (ids[:length], label))
-        boundaries = [b for b in bucket_boundaries if b < sequence_length]
-        dataset = dataset.bucket_by_sequence_length(
-            lambda ids, label: tf.shape(ids)[0], boundaries, [batch_size] * (len(boundaries) + 1),
-            padding_values=(0, 0))
+        dataset = bucket_by_length(dataset, batch_size, bucket_boundaries, (0, 0), static_shapes, sequence_length)
+        if not static_shapes:
+            dataset = dataset.map(lambda real, ids, label: (ids, label))
+    if static_shapes:
+        dataset = dataset.map(lambda real, ids, label: (ids, tf.where(real, label, -1), tf.cast(real, "float32")))
     if label_ids is None:
-        dataset = dataset.map(lambda ids, label: ids)
+        dataset = dataset.map(lambda ids, *rest: ids)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def _bucketed_batches(texts, tokenizer, batch_size, sequence_length, bucket_boundaries=DEFAULT_BUCKET_BOUNDARIES):
     """Batches per epoch of the shuffled `classification_dataset`: each bucket's texts / batch_size, rounded up."""
     lengths = np.minimum(tokenizer(tf.constant(list(texts))).row_lengths().numpy(), sequence_length)
-    edges = [0] + [b for b in bucket_boundaries if b < sequence_length] + [np.inf]
-    counts = [np.sum((lengths >= lo) & (lengths < hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+    counts = np.bincount(bucket_of(lengths, [b for b in bucket_boundaries if b > 0]))
     return int(sum(math.ceil(count / batch_size) for count in counts))
 
 
@@ -379,7 +394,8 @@ def train_classifier(lm_dir, train_path, dev_path, out_dir, *, max_train_example
                      discriminative=None, schedule="slanted", from_scratch=False, preset="small", epochs=6,
                      steps_per_epoch=None, batch_size=32, learning_rate=CLASSIFIER_LEARNING_RATE,
                      decay=DEFAULT_DECAY, sequence_length=128, dropout_scale=1.0, head_hidden_dim=50,
-                     min_count=2, column=None, precision=None, jit_compile="auto", seed=0, verbose=1, log=print):
+                     min_count=2, column=None, precision=None, jit_compile="auto", static_shapes="auto", seed=0,
+                     verbose=1, log=print):
     """Trains ULMFiT's classifier (stage 3) on labelled TSV; saves a classifier directory to ``out_dir``.
 
     The domain language model's encoder (``lm_dir``, with ULMFiT's classifier
@@ -415,6 +431,9 @@ def train_classifier(lm_dir, train_path, dev_path, out_dir, *, max_train_example
         min_count: from_scratch vocabulary: words seen fewer times are ``[UNK]``.
         column: the label column (see `read_classification_tsv`).
         precision, jit_compile: see `pretrain_lm`.
+        static_shapes: True, False or "auto" (on when XLA is): batches padded
+            to length buckets and the batch size (`classification_dataset`),
+            so that XLA compiles a few programs, not one per batch length.
 
     Returns:
         the dev scores (`evaluate`: ``accuracy``, ``macro_f1``,
@@ -465,11 +484,13 @@ def train_classifier(lm_dir, train_path, dev_path, out_dir, *, max_train_example
     classifier = _build_classifier(encoder, len(labels), head_hidden_dim, head_dropout)
     groups = layer_groups(classifier)
 
+    jit_compile = resolve_jit_compile(jit_compile)
+    static_shapes = resolve_static_shapes(static_shapes, jit_compile)
     label_ids = [labels.index(example.label) for example in train]
     train_data = classification_dataset(texts, label_ids, tokenizer, batch_size, sequence_length, shuffle=True,
-                                        seed=seed)
+                                        seed=seed, static_shapes=static_shapes)
     dev_data = classification_dataset([e.texts[0] for e in dev], [labels.index(e.label) for e in dev], tokenizer,
-                                      batch_size, sequence_length)
+                                      batch_size, sequence_length, static_shapes=static_shapes)
     if steps_per_epoch is None:
         epoch_steps = _bucketed_batches(texts, tokenizer, batch_size, sequence_length)
     else:
@@ -478,9 +499,10 @@ def train_classifier(lm_dir, train_path, dev_path, out_dir, *, max_train_example
     total_steps = epochs * epoch_steps
     classifier.compile(
         optimizer=_optimizer(groups, learning_rate, total_steps, schedule, discriminative, decay),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=resolve_jit_compile(jit_compile))
+        # ignore_class: the rows that fill a static-shape batch (label -1, weight 0) leave the mean loss unchanged.
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1),
+        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=jit_compile)
     callbacks = [GradualUnfreezing(groups)] if gradual_unfreezing else []
     switches = ", ".join(f"{name} {'on' if on else 'off'}" for name, on in (
         ("gradual unfreezing", gradual_unfreezing), ("discriminative rates", discriminative)))
@@ -507,7 +529,7 @@ def train_classifier(lm_dir, train_path, dev_path, out_dir, *, max_train_example
         "gradual_unfreezing": gradual_unfreezing, "discriminative": discriminative, "schedule": schedule,
         "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
         "learning_rate": learning_rate, "decay": decay, "dropout_scale": dropout_scale, "precision": precision,
-        "seed": seed,
+        "static_shapes": static_shapes, "seed": seed,
         "result": scores,
     }
     _save_classifier(out_dir, classifier, encoder, tokenizer, config)

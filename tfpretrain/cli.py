@@ -29,18 +29,25 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # tfpretrain.traini
 XLA_MODES = {"auto": "auto", "on": True, "off": False}  # --xla -> jit_compile
 
 
-def _add_accelerator(parser):
-    """--precision and --xla, the same on every training command."""
+def _add_accelerator(parser, bucketed=False):
+    """--precision and --xla, the same on every training command; --static-shapes on those that bucket by length."""
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="Keras dtype policy: float32, or float16 / bfloat16 compute with float32 weights "
                              "(default: what the run in --out recorded, else float32)")
     parser.add_argument("--xla", choices=tuple(XLA_MODES), default="auto",
                         help="compile the train step with XLA (auto: on with a GPU; on 2 CPU cores XLA measured slower)")
+    if bucketed:
+        parser.add_argument("--static-shapes", choices=tuple(XLA_MODES), default="auto",
+                            help="pad every batch to a length bucket and batch size, so that XLA compiles a "
+                                 "few shapes and TPUs get static ones (auto: on when XLA is on)")
 
 
 def _accelerator_options(args):
-    """The ``precision=`` and ``jit_compile=`` keywords of the pipelines' run functions."""
-    return dict(precision=args.precision, jit_compile=XLA_MODES[args.xla])
+    """The ``precision=`` and ``jit_compile=`` (and ``static_shapes=``) keywords of the pipelines' run functions."""
+    options = dict(precision=args.precision, jit_compile=XLA_MODES[args.xla])
+    if getattr(args, "static_shapes", None) is not None:
+        options.update(static_shapes=XLA_MODES[args.static_shapes])
+    return options
 
 
 def _add_strategy(parser, cluster=False):
@@ -96,7 +103,7 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=64, help="tokens kept per line")
     p.add_argument("--min-count", type=int, default=2, help="rarer words map to [UNK]")
-    _add_accelerator(p)
+    _add_accelerator(p, bucketed=True)
     p.add_argument("--seed", type=int, default=0)
 
     p = commands.add_parser("train-tagger", help="train a CRF sequence tagger (optionally with a pretrained BiLM)")
@@ -112,7 +119,7 @@ def build_parser():
     p.add_argument("--learning-rate", type=float, default=3e-3)
     p.add_argument("--constraint", choices=("auto", "none", "BIO", "IOBES"), default="auto",
                    help="forbid invalid tag transitions in the CRF (auto: from the tag set)")
-    _add_accelerator(p)
+    _add_accelerator(p, bucketed=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR")
 
@@ -215,7 +222,7 @@ def build_parser():
     p.add_argument("--from-scratch", action="store_true", help="baseline: the classifier from random weights, no LM")
     p.add_argument("--dropout-scale", type=float, default=1.0, help="multiplies every dropout rate")
     p.add_argument("--column", default=None, help="the label column (header name or index)")
-    _add_accelerator(p)
+    _add_accelerator(p, bucketed=True)
     p.add_argument("--seed", type=int, default=0)
 
     p = commands.add_parser("evaluate", help="score a tagger or a fine-tuned model; the last line is JSON")

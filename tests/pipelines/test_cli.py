@@ -251,8 +251,9 @@ def test_train_on_iob2_without_bilm(work):
     with open(work["iob2"], encoding="utf-8") as f:
         dev.write_text("\n\n".join(f.read().split("\n\n")[1800:1900]) + "\n\n", encoding="utf-8")
     result = cli("train-tagger", "--train", train, "--dev", dev, "--format", "iob2", "--epochs", 1,
-                 "--preset", "tiny", "--out", out)
+                 "--preset", "tiny", "--static-shapes", "on", "--out", out)
     assert "constraint: BIO" in result.stdout
+    assert json.loads((out / "tagger.json").read_text())["static_shapes"] is True  # the option reached the run
     scores = json.loads(cli("evaluate", "--model", out, "--data", dev).stdout.strip().splitlines()[-1])
     assert 0.0 <= scores["f1"] <= 1.0 and scores["accuracy"] > 0.5
 

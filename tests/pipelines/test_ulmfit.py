@@ -151,8 +151,9 @@ def test_ablation_switches_and_from_scratch(data, tmp_path, monkeypatch, finishe
     _instrument(monkeypatch, record)
     scores = ulmfit.train_classifier(str(out / "domain_lm"), data["train"], data["dev"], str(tmp_path / "plain"),
                                      gradual_unfreezing=False, discriminative=False, schedule="constant",
-                                     verbose=0, **{**CLASSIFIER, "epochs": 2})
+                                     static_shapes=True, verbose=0, **{**CLASSIFIER, "epochs": 2})
     assert record["flags"] == {0: [True] * 4, 1: [True] * 4}  # nothing frozen
+    assert ulmfit._read_config(str(tmp_path / "plain"))["static_shapes"] is True  # trained on static batches
     optimizer = record["optimizer"]
     assert isinstance(optimizer, keras.optimizers.Adam) and not isinstance(optimizer, DiscriminativeOptimizer)
     assert float(keras.ops.convert_to_numpy(optimizer.learning_rate)) == pytest.approx(0.01)

@@ -172,12 +172,19 @@ def test_every_training_command_takes_precision_and_xla(command):
     from tfpretrain import cli
 
     parser = cli.build_parser()
+    bucketed = command in ("pretrain-bilm", "train-tagger", "ulmfit")  # batches by length: --static-shapes too
+
+    def expected(precision, jit_compile, static_shapes="auto"):
+        return {"precision": precision, "jit_compile": jit_compile,
+                **({"static_shapes": static_shapes} if bucketed else {})}
+
     args = parser.parse_args([command, *TRAINING_COMMANDS[command]])
-    assert cli._accelerator_options(args) == {"precision": None, "jit_compile": "auto"}
+    assert cli._accelerator_options(args) == expected(None, "auto")
     args = parser.parse_args([command, *TRAINING_COMMANDS[command], "--precision", "mixed_bfloat16", "--xla", "on"])
-    assert cli._accelerator_options(args) == {"precision": "mixed_bfloat16", "jit_compile": True}
-    args = parser.parse_args([command, *TRAINING_COMMANDS[command], "--precision", "mixed_float16", "--xla", "off"])
-    assert cli._accelerator_options(args) == {"precision": "mixed_float16", "jit_compile": False}
+    assert cli._accelerator_options(args) == expected("mixed_bfloat16", True)
+    args = parser.parse_args([command, *TRAINING_COMMANDS[command], "--precision", "mixed_float16", "--xla", "off"]
+                             + (["--static-shapes", "on"] if bucketed else []))
+    assert cli._accelerator_options(args) == expected("mixed_float16", False, True)
 
 
 @pytest.mark.parametrize("option", [["--precision", "float8"], ["--xla", "yes"]])

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tfpretrain.text.buckets import bucket_by_length
 from tfpretrain.text.char_ids import char_ids
 from tfpretrain.text.readers import read_text
 from tfpretrain.text.tokenizer import tokenize
@@ -30,18 +31,6 @@ def _sentence_slicer(*sequence_lists):
     return element
 
 
-def _bucket(dataset, batch_size, bucket_boundaries, num_components):
-    """Groups elements of similar length into batches padded with ''."""
-    boundaries = [b for b in bucket_boundaries]
-    return dataset.bucket_by_sequence_length(
-        element_length_func=lambda *parts: tf.shape(parts[0])[0],
-        bucket_boundaries=boundaries,
-        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-        padding_values=tuple([PADDING_TOKEN] * num_components) if num_components > 1 else PADDING_TOKEN,
-        pad_to_bucket_boundary=False,
-    )
-
-
 def tagging_dataset(
     sentences,
     preprocessor,
@@ -49,6 +38,7 @@ def tagging_dataset(
     shuffle=False,
     seed=None,
     bucket_boundaries=DEFAULT_BUCKET_BOUNDARIES,
+    static_shapes=False,
 ):
     """Batches of ``({"word_ids", "char_ids"}, tag_ids)`` from tagged sentences.
 
@@ -64,6 +54,11 @@ def tagging_dataset(
         shuffle: bool. Shuffle sentences each epoch (before bucketing).
         seed: int or None. Shuffle seed.
         bucket_boundaries: sequence of ints, the length buckets.
+        static_shapes: bool. Every batch ``(batch_size, length)`` with
+            ``length`` a bucket boundary or the longest sentence, for XLA and
+            TPUs (`tfpretrain.text.buckets`); the rows that fill a bucket's
+            last batch have tag ids -1 throughout, so that the loss and the
+            metrics ignore them.
 
     Example:
 
@@ -74,9 +69,12 @@ def tagging_dataset(
     if shuffle:
         dataset = dataset.shuffle(max(1, len(sentences)), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(_sentence_slicer([s.tokens for s in sentences], [s.tags for s in sentences]))
-    dataset = _bucket(dataset, batch_size, bucket_boundaries, num_components=2)
+    longest = max((len(s.tokens) for s in sentences), default=1)
+    dataset = bucket_by_length(dataset, batch_size, bucket_boundaries, (PADDING_TOKEN, PADDING_TOKEN),
+                               static_shapes, max_length=longest)
     dataset = dataset.map(
-        lambda t, g: (preprocessor(t), preprocessor.tag_ids(g)), num_parallel_calls=tf.data.AUTOTUNE
+        lambda real, t, g: (preprocessor(t), tf.where(real[:, None], preprocessor.tag_ids(g), -1)),
+        num_parallel_calls=tf.data.AUTOTUNE,
     )
     return dataset.prefetch(tf.data.AUTOTUNE)
 
@@ -142,6 +140,7 @@ def language_model_dataset(
     bucket_boundaries=DEFAULT_BUCKET_BOUNDARIES,
     heldout_every=None,
     heldout=False,
+    static_shapes=False,
 ):
     """Batches of ``(char_ids, {"next_ids", "previous_ids"})`` for a bidirectional LM.
 
@@ -155,17 +154,23 @@ def language_model_dataset(
         word_lookup: a `keras.layers.StringLookup` over the LM vocabulary, with
             ``<S>`` and ``</S>`` as its first two words.
         heldout_every, heldout: hold out every k-th line (see `tokenized_lines`).
+        static_shapes: bool. Every batch ``(batch_size, length, max_chars)``
+            with ``length`` a bucket boundary or ``max_length``
+            (`tfpretrain.text.buckets`), for XLA and TPUs; the rows that fill
+            a bucket's last batch have targets -1 throughout.
     """
+    if static_shapes and not max_length:
+        raise ValueError("static_shapes needs max_length (the longest line, in tokens)")
     begin_id = int(word_lookup(tf.constant(BEGIN_OF_SENTENCE)))
     end_id = int(word_lookup(tf.constant(END_OF_SENTENCE)))
     dataset = tokenized_lines(paths, max_length, heldout_every=heldout_every, heldout=heldout)
     if shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    dataset = _bucket(dataset, batch_size, bucket_boundaries, num_components=1)
+    dataset = bucket_by_length(dataset, batch_size, bucket_boundaries, PADDING_TOKEN, static_shapes, max_length)
 
-    def prepare(tokens):  # (batch, time) strings, '' padded
+    def prepare(real, tokens):  # (batch,) bool and (batch, time) strings, '' padded
         word_ids = tf.cast(word_lookup(tokens), tf.int32)  # (batch, time), 0 = padding
-        valid = tf.not_equal(tokens, PADDING_TOKEN)
+        valid = tf.not_equal(tokens, PADDING_TOKEN) & real[:, None]
         lengths = tf.reduce_sum(tf.cast(valid, tf.int32), axis=1)
         positions = tf.range(tf.shape(tokens)[1])[None, :]
         shifted_left = tf.pad(word_ids[:, 1:], [[0, 0], [0, 1]])

@@ -68,6 +68,20 @@ def resolve_jit_compile(jit_compile):
     return jit_compile
 
 
+def resolve_static_shapes(static_shapes, jit_compile):
+    """``static_shapes`` (True, False or "auto") as a bool: "auto" -> on when ``jit_compile`` is True.
+
+    Static shapes (`tfpretrain.text.buckets`) let XLA compile one program
+    per length bucket instead of one per batch length; without XLA, padding
+    to the batch's longest costs less.
+    """
+    if static_shapes == "auto":
+        return jit_compile is True
+    if not isinstance(static_shapes, bool):
+        raise ValueError(f"static_shapes must be True, False or 'auto', got {static_shapes!r}")
+    return static_shapes
+
+
 @contextlib.contextmanager
 def precision_scope(precision):
     """Sets the global Keras dtype policy to ``precision`` inside the block, restores the previous one after."""

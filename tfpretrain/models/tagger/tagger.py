@@ -16,7 +16,8 @@ class CRFTagger(keras.Model):
     """A functional model whose outputs are ``{"tag_ids", "potentials"}`` from a `CRF` layer.
 
     Training minimises the CRF's negative log-likelihood of the gold tag ids
-    (``y``: int ``(batch, time)``, -1 at padded steps); compiled metrics see the
+    (``y``: int ``(batch, time)``, -1 at padded steps), averaged over the rows
+    that have a gold tag; compiled metrics see the
     Viterbi-decoded ``tag_ids``. Use it for any functional graph that ends in a
     CRF; `build_tagger` builds the standard one.
 
@@ -43,10 +44,12 @@ class CRFTagger(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         tag_ids = ops.cast(y, "int32")
         mask = ops.greater_equal(tag_ids, 0)
-        nll = -self.crf.log_likelihood(y_pred["potentials"], tag_ids, mask)  # (batch,)
+        nll = -self.crf.log_likelihood(y_pred["potentials"], tag_ids, mask)  # (batch,), 0 for an empty row
         if sample_weight is not None:
             nll = nll * ops.cast(sample_weight, nll.dtype)
-        loss = ops.mean(nll)
+        # The mean over the sentences: rows without a gold tag (those that fill a static-shape batch) don't count.
+        sentences = ops.sum(ops.cast(ops.any(mask, axis=1), nll.dtype))
+        loss = ops.sum(nll) / ops.maximum(sentences, 1.0)
         if self.losses:
             loss = loss + ops.sum(self.losses)
         return loss
