@@ -10,14 +10,20 @@ from tfpretrain.text import build_vocabulary, language_model_dataset
 from tfpretrain.text.datasets import LANGUAGE_MODEL_RESERVED
 
 
-def test_language_model_learns_and_reloads(shared_data, tmp_path):
+def _ewt_corpus(shared_data, tmp_path, num_lines):
+    """The first ``num_lines`` sentences of EWT's training text, and their vocabulary."""
     corpus = tmp_path / "ewt.txt"
     with open(shared_data / "ud_english_ewt" / "train.conllu", encoding="utf-8") as f:
-        texts = [line[len("# text = "):] for line in f if line.startswith("# text = ")][:600]
+        texts = [line[len("# text = "):] for line in f if line.startswith("# text = ")][:num_lines]
     corpus.write_text("".join(texts), encoding="utf-8")
     vocabulary = build_vocabulary(
         count_tokens([str(corpus)]), min_count=2, reserved=LANGUAGE_MODEL_RESERVED,
     )
+    return corpus, vocabulary
+
+
+def test_language_model_learns_and_reloads(shared_data, tmp_path):
+    corpus, vocabulary = _ewt_corpus(shared_data, tmp_path, 600)
     lookup = word_lookup(vocabulary)
     train = language_model_dataset([str(corpus)], lookup, batch_size=32, heldout_every=10, seed=0)
     heldout = language_model_dataset([str(corpus)], lookup, batch_size=32, heldout_every=10, heldout=True,
@@ -40,3 +46,22 @@ def test_language_model_learns_and_reloads(shared_data, tmp_path):
     np.testing.assert_allclose(lm(char_ids), reloaded(char_ids), atol=1e-5)
     assert abs(reloaded.evaluate(heldout, verbose=0, return_dict=True)["perplexity"]
                - lm.evaluate(heldout, verbose=0, return_dict=True)["perplexity"]) < 1e-2
+
+
+def test_language_model_trains_under_xla(shared_data, tmp_path):
+    # The sampled softmax and the loss compile with XLA (no LogUniformCandidateSampler, no boolean_mask).
+    corpus, vocabulary = _ewt_corpus(shared_data, tmp_path, 400)
+    lookup = word_lookup(vocabulary)
+    # One bucket of static shape: one compiled train step and one evaluation step.
+    options = dict(batch_size=32, max_length=32, bucket_boundaries=(), static_shapes=True, heldout_every=10)
+    train = language_model_dataset([str(corpus)], lookup, seed=0, **options)
+    heldout = language_model_dataset([str(corpus)], lookup, heldout=True, shuffle_buffer=0, **options)
+    keras.utils.set_random_seed(0)
+    lm = BiLMLanguageModel(len(vocabulary) + 2, **BILM_PRESETS["tiny"])
+    assert lm.num_sampled < lm.vocabulary_size  # training uses the sampled softmax
+    lm.compile(optimizer=keras.optimizers.Adam(5e-3), jit_compile=True)
+    before = lm.evaluate(heldout, verbose=0, return_dict=True)["perplexity"]
+    history = lm.fit(train, validation_data=heldout, epochs=1, verbose=0)
+    assert lm.jit_compile
+    assert np.isfinite(history.history["loss"][-1])
+    assert history.history["val_perplexity"][-1] < 0.5 * before, (before, history.history)
