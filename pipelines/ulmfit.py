@@ -512,7 +512,7 @@ def train_classifier(lm_dir, train_path, dev_path, out_dir, *, max_train_example
                                      steps_per_epoch=steps_per_epoch, callbacks=callbacks)
     epochs_run = len(history.history.get("loss", []))
 
-    scores = _score(classifier, tokenizer, labels, dev, batch_size, sequence_length)
+    scores = _score(classifier, tokenizer, labels, dev, batch_size, sequence_length, static_shapes)
     losses = read_history_csv(os.path.join(out_dir, "history.csv")).get("loss")
     scores.update(
         train_loss=losses[-1][1] if losses else None,
@@ -578,16 +578,17 @@ def load_classifier(model_dir):
     return model, tokenizer, config
 
 
-def _probabilities(model, tokenizer, texts, batch_size, sequence_length):
-    data = classification_dataset(texts, None, tokenizer, batch_size, sequence_length)
-    logits = model.predict(data, verbose=0)
+def _probabilities(model, tokenizer, texts, batch_size, sequence_length, static_shapes=False):
+    data = classification_dataset(texts, None, tokenizer, batch_size, sequence_length, static_shapes=static_shapes)
+    logits = model.predict(data, verbose=0)[:len(texts)]  # static shapes fill the last batch at its end
     return keras.ops.convert_to_numpy(keras.ops.softmax(np.asarray(logits, "float32"), axis=-1))
 
 
-def _score(model, tokenizer, labels, examples, batch_size, sequence_length):
+def _score(model, tokenizer, labels, examples, batch_size, sequence_length, static_shapes=False):
     from tfpretrain.pipelines.bert_tasks import macro_f1
 
-    probabilities = _probabilities(model, tokenizer, [e.texts[0] for e in examples], batch_size, sequence_length)
+    probabilities = _probabilities(model, tokenizer, [e.texts[0] for e in examples], batch_size, sequence_length,
+                                   static_shapes)
     predicted = np.argmax(probabilities, axis=-1)
     gold = np.array([labels.index(e.label) for e in examples])
     return {"accuracy": float(np.mean(predicted == gold)), "macro_f1": macro_f1(gold, predicted),

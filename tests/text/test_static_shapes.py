@@ -169,5 +169,7 @@ def test_ulmfit_classifier_batches_and_scores(shared_data):
         loss_d = model.compute_loss(xd, yd, model(xd), training=False)
         loss_s = model.compute_loss(xs, ys, model(xs), sample_weight=ws, training=False)
         np.testing.assert_allclose(float(loss_s), float(loss_d), rtol=1e-5)
+    np.testing.assert_allclose(ulmfit._probabilities(model, tokenizer, texts, 16, 24, static_shapes=True),
+                               ulmfit._probabilities(model, tokenizer, texts, 16, 24), atol=1e-5)  # filling cut off
     accuracy_d = model.evaluate(dynamic, verbose=0, return_dict=True)["accuracy"]
     assert model.evaluate(static, verbose=0, return_dict=True)["accuracy"] == pytest.approx(accuracy_d, abs=1e-6)
