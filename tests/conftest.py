@@ -36,3 +36,27 @@ def write_ewt_text(shared_data, path, num_lines):
     sentences = read_text(str(shared_data / "ud_english_ewt" / "train.conllu"))
     path.write_text("\n".join(line for _, line in zip(range(num_lines), sentences)) + "\n", encoding="utf-8")
     return path
+
+
+def logged_losses(out_dir):
+    """The training loss of each epoch, from the ``history.csv`` a pipeline's run wrote to ``out_dir``."""
+    from tfpretrain.training.callbacks import read_history_csv
+
+    return [loss for _, loss in read_history_csv(os.path.join(out_dir, "history.csv")).get("loss", [])]
+
+
+CHOICES = ("it is bad .", "it is good .")
+
+
+def write_choice_files(files):
+    """Multiple-choice TSVs made from SST-2 (which of `CHOICES` fits the review): ``files["choice_train"]``,
+    ``files["choice_dev"]`` written beside ``files["sst2_train"]`` / ``files["sst2_dev"]``."""
+    from tfpretrain.text.task_readers import read_classification_tsv
+
+    for split in ("train", "dev"):
+        source = files[f"sst2_{split}"]
+        lines = ["context\tchoice_0\tchoice_1\tlabel"]
+        lines += [f"{e.texts[0]}\t{CHOICES[0]}\t{CHOICES[1]}\t{e.label}" for e in read_classification_tsv(source)]
+        files[f"choice_{split}"] = source.parent / f"choice_{split}.tsv"
+        files[f"choice_{split}"].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return files

@@ -8,13 +8,13 @@ import sys
 import numpy as np
 import pytest
 
+from tests.conftest import CHOICES, write_choice_files
 from tests.pipelines.test_finetune import ENV, _head
 from tfpretrain.pipelines.finetune import evaluate, load_task_model, predict, run
 from tfpretrain.text.task_readers import read_classification_tsv, read_pair_tsv
 
 DECODER = {"num_layers": 2, "num_heads": 2, "hidden_dim": 64, "intermediate_dim": 128, "max_sequence_length": 64}
 FAST = {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "sequence_length": 48, "verbose": 0}
-CHOICES = ("it is bad .", "it is good .")
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +27,7 @@ def data(shared_data, tmp_path_factory):
         "rte_train": _head(shared_data / "rte" / "train.tsv", root / "rte_train.tsv", 96),
         "rte_dev": _head(shared_data / "rte" / "dev.tsv", root / "rte_dev.tsv", 40),
     }
-    # A multiple-choice file made from SST-2: which of two endings fits the review.
-    for split in ("train", "dev"):
-        lines = ["context\tchoice_0\tchoice_1\tlabel"]
-        lines += [f"{e.texts[0]}\t{CHOICES[0]}\t{CHOICES[1]}\t{e.label}"
-                  for e in read_classification_tsv(files[f"sst2_{split}"])]
-        files[f"choice_{split}"] = root / f"choice_{split}.tsv"
-        files[f"choice_{split}"].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_choice_files(files)  # which of two endings fits the review
     return files
 
 

@@ -6,7 +6,6 @@ cluster; the chief (worker 0) writes ``--out``, worker 1 its own temporary
 compare the two copies of the weights).
 """
 
-import csv
 import json
 import os
 import socket
@@ -17,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT, write_ewt_text
+from tests.conftest import REPO_ROOT, logged_losses, write_ewt_text
 
 TIMEOUT_SECONDS = 240
 
@@ -49,10 +48,6 @@ def h5_arrays(path):
         f.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
     return arrays
 
-
-def logged_losses(out_dir):
-    with open(os.path.join(out_dir, "history.csv"), newline="") as f:
-        return [float(row["loss"]) for row in csv.DictReader(f)]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ relative: 1% for bfloat16, 0.5% for float16, 0.1% for XLA (float32 maths in
 another order).
 """
 
-import csv
 import json
 import os
 
@@ -17,15 +16,12 @@ import keras
 import numpy as np
 import pytest
 
+from tests.conftest import logged_losses
 from tfpretrain.training.precision import PRECISIONS, check_jit_compile, float32_copy, precision_scope
 
 TOLERANCE = {"mixed_bfloat16": 1e-2, "mixed_float16": 5e-3, "xla": 1e-3}  # relative, on the last logged loss
 QUIET = dict(verbose=0, log=lambda *args: None)
 
-
-def logged_losses(out_dir):
-    with open(os.path.join(out_dir, "history.csv"), newline="") as f:
-        return [float(row["loss"]) for row in csv.DictReader(f)]
 
 
 def check_against_float32(losses):

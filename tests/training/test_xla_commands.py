@@ -13,7 +13,6 @@ for BERT's MLM and ULMFiT's LM: test_precision.py. pretrain-bilm: its own
 tests (sampled softmax).
 """
 
-import csv
 import json
 import math
 import os
@@ -21,36 +20,17 @@ import os
 import keras
 import pytest
 
+from tests.conftest import logged_losses, write_choice_files, write_ewt_text
+from tests.pipelines.test_finetune import _head, _sentences
+
 QUIET = dict(verbose=0, log=lambda *args: None)
 FALLS = "falls"  # the last epoch's loss must lie below the first's; a number instead: a ceiling (no learning expected)
 TINY_BERT = {"num_layers": 2, "num_heads": 2, "hidden_dim": 32, "intermediate_dim": 64, "max_sequence_length": 128}
 TINY_GPT = {"num_layers": 2, "num_heads": 2, "hidden_dim": 32, "intermediate_dim": 64, "max_sequence_length": 48}
-CHOICES = ("it is bad .", "it is good .")
-
-
-def _head(source, target, num_lines):
-    """The header and the first data lines of a TSV file, copied into tmp."""
-    with open(source, encoding="utf-8") as f:
-        target.write_text("".join(next(f) for _ in range(num_lines + 1)), encoding="utf-8")
-    return target
-
-
-def _sentences(source, target, start, stop):
-    blocks = [b for b in source.read_text(encoding="utf-8").split("\n\n") if b.strip()][start:stop]
-    target.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
-    return target
-
-
-def _losses(out_dir):
-    with open(os.path.join(out_dir, "history.csv"), newline="") as f:
-        return [float(row["loss"]) for row in csv.DictReader(f)]
 
 
 @pytest.fixture(scope="module")
 def data(shared_data, tmp_path_factory):
-    from tests.conftest import write_ewt_text
-    from tfpretrain.text.task_readers import read_classification_tsv
-
     root = tmp_path_factory.mktemp("xla_data")
     uner = shared_data / "uner_english_ewt" / "dev.iob2"
     files = {
@@ -67,13 +47,7 @@ def data(shared_data, tmp_path_factory):
     article = squad["data"][0]
     squad["data"] = [{**article, "paragraphs": article["paragraphs"][:1]}]  # a handful of questions
     files["squad_dev"].write_text(json.dumps(squad), encoding="utf-8")
-    # A multiple-choice file made from SST-2 (as in test_finetune_gpt.py): which ending fits the review.
-    for split in ("train", "dev"):
-        lines = ["context\tchoice_0\tchoice_1\tlabel"]
-        lines += [f"{e.texts[0]}\t{CHOICES[0]}\t{CHOICES[1]}\t{e.label}"
-                  for e in read_classification_tsv(files[f"sst2_{split}"])]
-        files[f"choice_{split}"] = root / f"choice_{split}.tsv"
-        files[f"choice_{split}"].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_choice_files(files)  # as in test_finetune_gpt.py
     return files
 
 
@@ -218,7 +192,7 @@ def test_the_command_trains_under_xla(command, data, request, tmp_path, fit_jit_
     # One fit per output directory, each compiled with XLA (not silently downgraded by Keras).
     assert [jit for _, jit in fit_jit_compile] == [True] * len(out_dirs), fit_jit_compile
     for out_dir, expectation in out_dirs.items():
-        losses = _losses(out_dir)
+        losses = logged_losses(out_dir)
         print(command, os.path.basename(out_dir), [round(loss, 4) for loss in losses])  # pytest -s
         assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses), (out_dir, losses)
         if expectation == FALLS:
