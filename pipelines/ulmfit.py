@@ -347,10 +347,10 @@ def classification_dataset(texts, label_ids, tokenizer, batch_size=32, sequence_
 
         dataset = dataset.batch(1024).map(encode).unbatch().map(lambda ids, length, label: (ids[:length], label))
         dataset = bucket_by_length(dataset, batch_size, bucket_boundaries, (0, 0), static_shapes, sequence_length)
-        if not static_shapes:
-            dataset = dataset.map(lambda real, ids, label: (ids, label))
     if static_shapes:
         dataset = dataset.map(lambda real, ids, label: (ids, tf.where(real, label, -1), tf.cast(real, "float32")))
+    elif shuffle:  # every row of a dynamic batch is real
+        dataset = dataset.map(lambda real, ids, label: (ids, label))
     if label_ids is None:
         dataset = dataset.map(lambda ids, *rest: ids)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -24,6 +24,7 @@ Example:
 [([True, False, False, False], [4, 2]), ([True, False, False, False], [4, 3])]
 """
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -40,8 +41,6 @@ def bucket_lengths(bucket_boundaries, max_length):
 
 def bucket_of(lengths, bucket_boundaries):
     """The bucket index of each length (numpy or int): boundaries hold lengths up to and including themselves."""
-    import numpy as np
-
     return np.searchsorted(sorted(int(b) for b in bucket_boundaries), lengths, side="left")
 
 
@@ -84,13 +83,12 @@ def bucket_by_length(dataset, batch_size, bucket_boundaries, padding_values, sta
         a dataset of ``(real, *components)``: ``real`` bool ``(batch,)`` is
         True on every row unless ``static_shapes`` filled the batch.
     """
-    single = not isinstance(dataset.element_spec, tuple)
     if static_shapes:
         lengths = bucket_lengths(bucket_boundaries, max_length)
     else:
         lengths = sorted({int(b) for b in bucket_boundaries if int(b) > 0})
 
-    def length(*parts):
+    def sequence_length(*parts):
         length = tf.shape(parts[0])[0]
         if not static_shapes:
             return length
@@ -101,7 +99,7 @@ def bucket_by_length(dataset, batch_size, bucket_boundaries, padding_values, sta
             return tf.identity(length)
 
     batches = dataset.bucket_by_sequence_length(
-        element_length_func=length,
+        element_length_func=sequence_length,
         # tf.data's bucket i holds lengths below boundary i and pads to boundary - 1.
         bucket_boundaries=[length + 1 for length in lengths],
         bucket_batch_sizes=[batch_size] * (len(lengths) + 1),
@@ -116,9 +114,7 @@ def bucket_by_length(dataset, batch_size, bucket_boundaries, padding_values, sta
             real = tf.ones([tf.shape(components[0])[0]], tf.bool)
         return (real,) + tuple(components)
 
-    if single:
-        return batches.map(lambda component: flag(component))
-    return batches.map(flag)
+    return batches.map(flag)  # one component or several: flag takes them as arguments
 
 
 def pad_to_bucket(batch, bucket_boundaries, max_length, batch_size):
