@@ -12,6 +12,7 @@ import json
 import math
 import os
 
+from tfpretrain.models.model_dir import PRETRAINING_RECORD
 from tfpretrain.text.readers import read_text
 from tfpretrain.training.callbacks import fit_resumable
 from tfpretrain.training.precision import resolve_jit_compile
@@ -19,7 +20,6 @@ from tfpretrain.training.schedules import bert_optimizer
 
 VOCABULARY_SAMPLE_LINES = 50_000  # lines read to learn the WordPiece vocabulary (about 2 minutes)
 VALIDATION_BATCHES = 20
-PRETRAINING_RECORD = "pretraining.json"
 
 
 def start_run(out_dir, preset, presets, init_dir, steps, seed):

@@ -30,9 +30,10 @@ import inspect
 import json
 import os
 
+from tfpretrain.models.model_dir import PRECISION_RECORD
+
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 XLA_MODES = {"auto": "auto", "on": True, "off": False}  # --xla value -> jit_compile
-PRECISION_RECORD = "precision.json"
 
 
 def check_precision(precision):

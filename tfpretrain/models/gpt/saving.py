@@ -2,18 +2,23 @@
 
 ``decoder.json`` holds the `GptDecoder` constructor arguments; ``vocab.txt``
 and ``tokenizer.json`` are those of a BERT directory (see
-`tfpretrain.models.bert.saving`), the vocabulary starting with
+`tfpretrain.models.model_dir`), the vocabulary starting with
 `GPT_RESERVED_TOKENS`. ``pretrain-gpt`` adds ``pretraining.json``;
 ``generate`` and ``finetune`` read the directory.
 """
 
 import os
 
-from tfpretrain.models.bert.saving import TOKENIZER_CONFIG_FILE, VOCABULARY_FILE, load_model_dir, save_model_dir
+from tfpretrain.models.model_dir import (
+    DECODER_CONFIG_FILE,
+    DECODER_WEIGHTS_FILE,
+    ENCODER_CONFIG_FILE,
+    GPT_FILES,
+    load_backbone,
+    save_backbone,
+)
 
-DECODER_CONFIG_FILE = "decoder.json"
-DECODER_WEIGHTS_FILE = "decoder.weights.h5"
-GPT_FILES = (DECODER_CONFIG_FILE, DECODER_WEIGHTS_FILE, VOCABULARY_FILE, TOKENIZER_CONFIG_FILE)
+__all__ = ["GPT_FILES", "is_gpt_dir", "load_gpt", "save_gpt"]
 
 
 def is_gpt_dir(directory):
@@ -40,7 +45,7 @@ def save_gpt(out_dir, decoder, tokenizer):
     >>> save_gpt("runs/gpt-tiny", decoder, tokenizer)
     >>> decoder, tokenizer = load_gpt("runs/gpt-tiny")
     """
-    save_model_dir(out_dir, decoder, tokenizer, DECODER_CONFIG_FILE, DECODER_WEIGHTS_FILE)
+    save_backbone(out_dir, decoder, tokenizer, DECODER_CONFIG_FILE, DECODER_WEIGHTS_FILE)
 
 
 def load_gpt(directory, dtype=None):
@@ -63,8 +68,8 @@ def load_gpt(directory, dtype=None):
     from tfpretrain.models.gpt.decoder import GptDecoder
 
     if os.path.isdir(directory) and not is_gpt_dir(directory) and os.path.exists(
-            os.path.join(directory, "encoder.json")):
-        raise ValueError(f"{directory} holds a BERT encoder (encoder.json), not a GPT decoder; "
+            os.path.join(directory, ENCODER_CONFIG_FILE)):
+        raise ValueError(f"{directory} holds a BERT encoder ({ENCODER_CONFIG_FILE}), not a GPT decoder; "
                          "load it with tfpretrain.models.bert.load_bert")
-    return load_model_dir(directory, GptDecoder, DECODER_CONFIG_FILE, DECODER_WEIGHTS_FILE, dtype=dtype, kind="GPT",
+    return load_backbone(directory, GptDecoder, DECODER_CONFIG_FILE, DECODER_WEIGHTS_FILE, dtype=dtype, kind="GPT",
                           written_by="`tfpretrain pretrain-gpt`")

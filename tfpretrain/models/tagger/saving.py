@@ -5,17 +5,23 @@ import os
 
 import keras
 
-TAGGER_FILES = ("model.keras", "preprocessor.json", "tagger.json")
+from tfpretrain.models.model_dir import (
+    TAGGER_FILE,
+    TAGGER_FILES,
+    TAGGER_MODEL_FILE,
+    TAGGER_PREPROCESSOR_FILE,
+    read_json,
+    write_json,
+)
 
 
 def save_tagger(directory, model, preprocessor, metadata=None):
     """Writes the model, its preprocessor (vocabularies included) and metadata."""
     os.makedirs(directory, exist_ok=True)
-    model.save(os.path.join(directory, "model.keras"))
-    with open(os.path.join(directory, "preprocessor.json"), "w", encoding="utf-8") as f:
+    model.save(os.path.join(directory, TAGGER_MODEL_FILE))
+    with open(os.path.join(directory, TAGGER_PREPROCESSOR_FILE), "w", encoding="utf-8") as f:
         json.dump(keras.saving.serialize_keras_object(preprocessor), f)
-    with open(os.path.join(directory, "tagger.json"), "w", encoding="utf-8") as f:
-        json.dump({"task": "tagger", **(metadata or {})}, f, indent=2)
+    write_json(directory, TAGGER_FILE, {"task": "tagger", **(metadata or {})})
 
 
 def load_tagger(directory):
@@ -31,9 +37,7 @@ def load_tagger(directory):
             f"{directory} is not a tagger directory: missing {', '.join(missing)} "
             "(train one with `tfpretrain train-tagger --out DIR`)."
         )
-    model = keras.saving.load_model(os.path.join(directory, "model.keras"))
-    with open(os.path.join(directory, "preprocessor.json"), encoding="utf-8") as f:
-        preprocessor = keras.saving.deserialize_keras_object(json.load(f))
-    with open(os.path.join(directory, "tagger.json"), encoding="utf-8") as f:
-        metadata = json.load(f)
+    model = keras.saving.load_model(os.path.join(directory, TAGGER_MODEL_FILE))
+    preprocessor = keras.saving.deserialize_keras_object(read_json(directory, TAGGER_PREPROCESSOR_FILE))
+    metadata = read_json(directory, TAGGER_FILE)
     return model, preprocessor, metadata

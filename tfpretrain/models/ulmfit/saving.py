@@ -8,19 +8,15 @@ line, word i = id i + 2) and ``config.json`` (``lowercase`` and whatever the
 caller adds: corpus, training settings, results).
 """
 
-import json
 import os
 
 import numpy as np
 
-from tfpretrain.models.bert.saving import read_json
+from tfpretrain.models.model_dir import AWD_LSTM_CONFIG_FILE as MODEL_CONFIG_FILE
+from tfpretrain.models.model_dir import AWD_LSTM_FILES, CONFIG_FILE, VOCABULARY_FILE, read_json, write_json
+from tfpretrain.models.model_dir import AWD_LSTM_WEIGHTS_FILE as WEIGHTS_FILE
 from tfpretrain.models.ulmfit.awd_lstm import ENCODER_DROPOUTS, AwdLstmEncoder, AwdLstmLanguageModel
 
-MODEL_CONFIG_FILE = "awd_lstm.json"
-WEIGHTS_FILE = "awd_lstm.weights.h5"
-VOCABULARY_FILE = "vocab.txt"
-CONFIG_FILE = "config.json"
-AWD_LSTM_FILES = (MODEL_CONFIG_FILE, WEIGHTS_FILE, VOCABULARY_FILE, CONFIG_FILE)
 _NUM_SPECIAL_IDS = 2  # 0 padding, 1 [UNK]: rows that precede the vocabulary's words
 
 
@@ -74,13 +70,10 @@ def save_awd_lstm(directory, model, vocabulary, config=None):
         )
     config = dict(config or {})
     config.setdefault("lowercase", bool(getattr(vocabulary, "lowercase", True)))
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, MODEL_CONFIG_FILE), "w", encoding="utf-8") as f:
-        json.dump({"encoder": encoder.constructor_config(), "language_model": head}, f, indent=2)
+    write_json(directory, MODEL_CONFIG_FILE, {"encoder": encoder.constructor_config(), "language_model": head})
     _build(model).save_weights(os.path.join(directory, WEIGHTS_FILE))
     save_vocabulary(words, os.path.join(directory, VOCABULARY_FILE))
-    with open(os.path.join(directory, CONFIG_FILE), "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=2)
+    write_json(directory, CONFIG_FILE, config)
 
 
 def load_awd_lstm(directory, dtype=None, **overrides):
