@@ -19,7 +19,7 @@ def serving_module(model_dir):
 
     A tagger directory gives a `tfpretrain.export.TaggingModule`; fine-tuned
     BERT / GPT / ULMFiT directories and BERT directories (embeddings) give the
-    modules of `tfpretrain.export.task_modules`.
+    modules of `tfpretrain.export.serving`.
     """
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"{model_dir}: no such model directory")
@@ -30,7 +30,7 @@ def serving_module(model_dir):
         model, preprocessor, _ = load_tagger(model_dir)
         module = TaggingModule(model, preprocessor)
         return module, module.signatures()
-    from tfpretrain.export.task_modules import build_serving_module
+    from tfpretrain.export.serving import build_serving_module
 
     return build_serving_module(model_dir)
 

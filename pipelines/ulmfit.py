@@ -85,7 +85,7 @@ def _optimizer(groups, learning_rate, total_steps, schedule, discriminative, dec
 
 
 def _read_config(directory):
-    from tfpretrain.models.bert.saving import read_json
+    from tfpretrain.models.model_dir import read_json
 
     return read_json(directory, "config.json") if os.path.exists(os.path.join(directory, "config.json")) else None
 

@@ -220,7 +220,7 @@ def served(model_dirs, shared_data, tmp_path_factory):
     Returns ``{name: {"calls": [(signature, inputs)], "outputs": [dict per call], "saved_model": path}}``.
     """
     from tfpretrain.export import export_saved_model
-    from tfpretrain.export.task_modules import build_serving_module
+    from tfpretrain.export.serving import build_serving_module
 
     root = tmp_path_factory.mktemp("served")
     texts = (*_texts(shared_data), _squad_questions(shared_data))
@@ -431,7 +431,7 @@ def test_inputs_of_the_wrong_rank_are_rejected(model_dirs, tmp_path):
     import tensorflow as tf
 
     from tfpretrain.export import export_saved_model
-    from tfpretrain.export.task_modules import build_serving_module
+    from tfpretrain.export.serving import build_serving_module
 
     for name, inputs, bad in (("classify", {"texts": [["a", "b"]]}, "texts"),
                               ("qa", {"question": ["Who?"], "context": [["a", "b"]]}, "context")):
@@ -443,7 +443,7 @@ def test_inputs_of_the_wrong_rank_are_rejected(model_dirs, tmp_path):
 
 
 def test_directories_that_cannot_be_exported(model_dirs, tmp_path):
-    from tfpretrain.export.task_modules import build_serving_module
+    from tfpretrain.export.serving import build_serving_module
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build_serving_module(tmp_path / "missing")
@@ -480,7 +480,7 @@ def test_tflite_classifier_equals_the_saved_model(served, tflite_files, name):
     the bad inputs) must still get a well-formed answer.
     """
     from tfpretrain.export.tflite import TfliteModel
-    from tfpretrain.export.task_modules import build_serving_module
+    from tfpretrain.export.serving import build_serving_module
     from tfpretrain.text.wordpiece import WordPieceTokenizer
 
     exact = build_serving_module(served[name]["model_dir"])[0].tokenizer

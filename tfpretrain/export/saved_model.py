@@ -1,4 +1,4 @@
-"""SavedModel export in the layout TF Serving watches: ``ROOT/NAME/VERSION/``."""
+"""SavedModel export in the layout TF Serving watches (``ROOT/NAME/VERSION/``), and what every serving module shares."""
 
 import os
 import re
@@ -6,6 +6,8 @@ import shutil
 import tempfile
 
 import tensorflow as tf
+
+from tfpretrain.text.vocabulary import PADDING_TOKEN
 
 
 def check_batch(texts, name="texts"):
@@ -18,6 +20,31 @@ def check_batch(texts, name="texts"):
     with tf.control_dependencies([tf.debugging.assert_equal(
             size, rows, message=f"{name} must be a vector of strings, one per example (shape [batch])")]):
         return tf.identity(texts)
+
+
+
+def spec(name, shape, dtype=tf.string):
+    """A named `tf.TensorSpec` for a signature's input (strings by default)."""
+    return tf.TensorSpec(shape, dtype, name=name)
+
+
+def cast_inputs(model, inputs):
+    """``inputs`` cast to the dtypes of the model's inputs (the id signatures take int32)."""
+    from tfpretrain.pipelines.bert_tasks import input_dtypes  # TODO(H-TASKS): import from the library
+
+    return {name: tf.cast(inputs[name], dtype) for name, dtype in input_dtypes(model).items()}
+
+
+def pad_width(tensor, width, value):
+    """Pads (batch, n) ``tensor`` with ``value`` or cuts it to ``width`` columns."""
+    tensor = tensor[:, :width]
+    return tf.pad(tensor, [[0, 0], [0, width - tf.shape(tensor)[1]]], constant_values=value)
+
+
+def padded_words(words, starts, ends):
+    """Ragged (batch, words) words and byte offsets as the outputs ``words``, ``starts``, ``ends``, ``lengths``."""
+    return {"words": words.to_tensor(PADDING_TOKEN), "starts": starts.to_tensor(0), "ends": ends.to_tensor(0),
+            "lengths": tf.cast(words.row_lengths(), tf.int32)}
 
 
 def next_version(root, name):

@@ -1,7 +1,7 @@
 """One ``.tflite`` file per model: a raw string in, tags (or a label) out, builtins plus tensorflow-text ops.
 
 A serving module (`TaggingModule`, or a BERT / GPT classifier module of
-`tfpretrain.export.task_modules`) gives its raw-text graph at batch size 1
+`tfpretrain.export.serving`) gives its raw-text graph at batch size 1
 (``module.tflite_function()``); `convert` freezes its variables into constants
 (a Keras LSTM reads its weights inside a while loop, which the TFLite runtime
 cannot do with resource variables), names the outputs, and converts with

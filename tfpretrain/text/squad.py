@@ -226,7 +226,7 @@ def tokenize_contexts(contexts, tokenizer):
     """Tokenises each distinct context once; returns ``{context: _Context}``.
 
     Each piece's characters come from `WordPieceTokenizer.tokenize_words_with_offsets`,
-    the graph op the exported question answerer (`tfpretrain.export.task_modules`) uses too.
+    the graph op the exported question answerer (`tfpretrain.export.serving`) uses too.
     """
     import tensorflow as tf
 

@@ -1,0 +1,78 @@
+"""The BERT tagger serving module (softmax or CRF): raw text in, words, byte offsets and one tag per word out."""
+
+import tensorflow as tf
+
+from tfpretrain.export.saved_model import cast_inputs, check_batch, pad_width, padded_words, spec
+from tfpretrain.text.tokenizer import tokenize_with_offsets
+from tfpretrain.text.vocabulary import PADDING_TOKEN
+
+
+class BertTaggerModule(tf.Module):
+    """A fine-tuned BERT tagger (softmax or CRF) with its tokenizer and tags: raw text in, one tag per word out.
+
+    The text is split into words by `tfpretrain.text.tokenize_with_offsets`
+    (as `tfpretrain.pipelines.finetune.predict` splits it), each word is
+    tagged from its first word piece, and a word cut by truncation (beyond
+    ``sequence_length`` pieces) gets "O" and is counted.
+
+    Signatures:
+
+    - ``serving_default``: ``texts`` string (batch,) -> ``words`` string
+      (batch, words), ``tags`` string (batch, words), ``starts``, ``ends``
+      int32 (batch, words) (byte offsets of each word in its text), ``lengths``
+      int32 (batch,) (words per text), ``num_words_truncated`` int32
+      (batch,); ``words`` is as wide as the longest text, padded with
+      ``""`` (``starts``/``ends`` 0).
+    - ``tag_ids``: ``token_ids``, ``segment_ids``, ``padding_mask`` int32
+      (batch, sequence_length), ``word_positions``, ``word_mask`` int32
+      (batch, sequence_length - 2) (`tfpretrain.text.pack_words`) ->
+      ``tags`` string (batch, sequence_length - 2) (``""`` where
+      ``word_mask`` is 0), ``tag_ids`` int32 (the index into task.json's ``tags``).
+
+    Args:
+        model: the `BertTokenTagger` (`bert_tasks.load_task_model`).
+        tokenizer: its `tfpretrain.text.WordPieceTokenizer`.
+        options: its task.json (``tags``, ``sequence_length``).
+    """
+
+    def __init__(self, model, tokenizer, options):
+        super().__init__(name="bert_tag")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.tags = [str(tag) for tag in options["tags"]]
+        self._tag_strings = tf.constant(self.tags, tf.string)
+        self.sequence_length = int(options["sequence_length"])
+        pieces = [spec(name, [None, self.sequence_length], tf.int32)
+                  for name in ("token_ids", "segment_ids", "padding_mask")]
+        words = [spec(name, [None, self.sequence_length - 2], tf.int32) for name in ("word_positions", "word_mask")]
+        self.tag = tf.function(self._tag_texts, input_signature=[spec("texts", [None])])
+        self.tag_ids = tf.function(self._tag_ids, input_signature=pieces + words)
+
+    def signatures(self):
+        """``{"serving_default": raw strings, "tag_ids": packed ids}`` concrete functions."""
+        return {"serving_default": self.tag.get_concrete_function(), "tag_ids": self.tag_ids.get_concrete_function()}
+
+    def _predict(self, packed):
+        tag_ids = self.model(cast_inputs(self.model, packed), training=False)["tag_ids"]  # (batch, slots)
+        word_mask = tf.cast(packed["word_mask"], tf.bool)
+        tags = tf.where(word_mask, tf.gather(self._tag_strings, tag_ids), PADDING_TOKEN)
+        return {"tags": tags, "tag_ids": tf.cast(tag_ids, tf.int32)}
+
+    def _tag_ids(self, token_ids, segment_ids, padding_mask, word_positions, word_mask):
+        return self._predict({"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask,
+                              "word_positions": word_positions, "word_mask": word_mask})
+
+    def _tag_texts(self, texts):
+        from tfpretrain.pipelines.bert_tasks import encode_words
+
+        texts = check_batch(texts)
+        words, starts, ends = tokenize_with_offsets(texts)  # ragged (batch, words)
+        packed, num_words_truncated = encode_words(self.tokenizer, words, self.sequence_length)
+        outputs = padded_words(words, starts, ends)
+        lengths = outputs["lengths"]
+        width = tf.shape(outputs["words"])[1]
+        tags = pad_width(self._predict(packed)["tags"], width, PADDING_TOKEN)  # (batch, words)
+        position = tf.range(width)[None, :]
+        kept = (lengths - num_words_truncated)[:, None]
+        tags = tf.where(position < kept, tags, tf.where(position < lengths[:, None], "O", PADDING_TOKEN))
+        return {**outputs, "tags": tags, "num_words_truncated": tf.cast(num_words_truncated, tf.int32)}
