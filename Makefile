@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-fast bench clean
 
 $(STAMP): setup.cfg pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ demo: $(STAMP)  ## the main job on embedded default data
 
 test: $(STAMP)  ## the test suite
 	$(BIN)/python -m pytest -q tests
+
+test-fast: $(STAMP)  ## the test suite without the tests marked slow (a few minutes)
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 bench: $(STAMP)  ## benchmarks on ../shared/data (long; not part of the tests)
 	$(BIN)/python benchmarks/run_all.py

@@ -9,7 +9,7 @@ recurrent kernel, a fresh mask per batch), AR/TAR and the tied decoder; it is
 also timed with every dropout at 0, to show what the regularisation costs.
 fastai's AWD-LSTM needs PyTorch, which is not installed, so it is not a peer
 here. All models get the same batches: UD English EWT train text through
-`tfpretrain.text.word_lm_dataset` (vocabulary of the words seen at least twice,
+`tfpretrain.models.ulmfit.word_lm_dataset` (vocabulary of the words seen at least twice,
 sequence length 70, batch 32), cached in memory before timing. Each model is
 timed as a plain ``tf.function`` (Keras' default on a CPU) and under XLA
 (``jit_compile=True``), in rounds: every model trains ``--steps`` steps in
@@ -38,7 +38,7 @@ def batches(args):
     """The tokenizer and ``args.steps + args.warmup`` LM batches from EWT train, cached."""
     import tensorflow as tf
 
-    from tfpretrain.text.word_lm_datasets import WordTokenizer, build_word_vocabulary, word_lm_dataset
+    from tfpretrain.models.ulmfit import WordTokenizer, build_word_vocabulary, word_lm_dataset
 
     train = [str(DATA / "ud_english_ewt" / "train.conllu")]
     tokenizer = WordTokenizer(build_word_vocabulary(train, min_count=2))
@@ -100,7 +100,7 @@ def quality(tokenizer, args):
     """Trains the AWD-LSTM ``args.quality_steps`` steps on EWT train; its EWT dev perplexity and the time taken."""
     import keras
 
-    from tfpretrain.text.word_lm_datasets import word_lm_dataset
+    from tfpretrain.models.ulmfit import word_lm_dataset
 
     keras.utils.set_random_seed(0)
     model = awd_lstm(tokenizer.vocabulary_size(), args, jit_compile=args.quality_jit)

@@ -170,7 +170,7 @@ def check_flops(args, vocabulary_size):
 
 def batches(args):
     """``args.steps + args.warmup`` masked batches from EWT train, cached."""
-    from tfpretrain.text.bert_datasets import masked_lm_dataset
+    from tfpretrain.models.bert import masked_lm_dataset
     from tfpretrain.text.masking import MaskedLMMasker
     from tfpretrain.text.vocabulary import load_vocabulary
     from tfpretrain.text.wordpiece import WordPieceTokenizer

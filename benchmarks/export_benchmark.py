@@ -303,8 +303,8 @@ def tagger_part(args, work, data):
     import tensorflow_text  # noqa: F401  (the SavedModel's ops)
 
     from tfpretrain.models.tagger.saving import load_tagger
-    from tfpretrain.pipelines.evaluate import score
-    from tfpretrain.pipelines.export import serving_module
+    from tfpretrain.training.metrics import score_tags
+    from tfpretrain.export.serving import serving_module
     from tfpretrain.text import tokenize
     from tfpretrain.text.readers import read_tagged
 
@@ -346,7 +346,7 @@ def tagger_part(args, work, data):
         predicted = []
         for i in range(0, len(inputs), batch_size):
             predicted.extend(predict(inputs[i : i + batch_size]))
-        scores = score(gold, predicted)
+        scores = score_tags(gold, predicted)
         return {"f1": scores["f1"], "token_accuracy": scores["accuracy"], "_predicted": predicted}
 
     results = measure(paths, latency_texts, batch_texts, args.rounds, quality)
@@ -387,8 +387,9 @@ def classifier_part(args, work, data):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (the SavedModel's ops)
 
-    from tfpretrain.pipelines.bert_tasks import encode_texts, input_dtypes, load_task_model
-    from tfpretrain.pipelines.export import serving_module
+    from tfpretrain.models.bert.preprocessor import encode_texts
+    from tfpretrain.models.task_model import input_dtypes, load_task_model
+    from tfpretrain.export.serving import serving_module
     from tfpretrain.text.task_readers import read_task_tsv
 
     try:

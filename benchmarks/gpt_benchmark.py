@@ -9,7 +9,7 @@
    ``GPT2CausalLM`` built from a ``GPT2Backbone`` of the same size (both random
    init, the same pre-LN GPT-2 architecture, the same batches: EWT train raw
    text word-pieced with the vocabulary of step 1 and packed by
-   `tfpretrain.text.causal_lm_dataset`, cached before timing). Plain
+   `tfpretrain.models.gpt.causal_lm_dataset`, cached before timing). Plain
    ``tf.function`` and XLA. The contenders alternate over ``--rounds`` rounds
    (other jobs share the CPU), and the medians are compared.
 4. Generation ms/token, greedy, batch 1, a ``--prompt-length`` prompt and
@@ -63,7 +63,7 @@ def training_speed(args, tokenizer):
     """Median training tokens/s per contender over interleaved rounds."""
     import keras
 
-    from tfpretrain.text import causal_lm_dataset
+    from tfpretrain.models.gpt import causal_lm_dataset
 
     data = causal_lm_dataset([str(EWT_TRAIN)], tokenizer, sequence_length=args.sequence_length,
                              batch_size=args.batch_size, seed=0).take(args.timed_steps + 2).cache()
@@ -148,7 +148,7 @@ def pretrain_and_evaluate(args, work):
     """pretrain-gpt on EWT train, then perplexity on EWT dev (every window of the whole file)."""
     from tfpretrain.models.gpt import GptCausalLM, load_gpt
     from tfpretrain.pipelines import pretrain_gpt
-    from tfpretrain.text import causal_lm_dataset
+    from tfpretrain.models.gpt import causal_lm_dataset
 
     out = work / "gpt"
     if out.exists() and not (out / "checkpoint").exists():

@@ -1,6 +1,6 @@
 """Is the input pipeline ever the bottleneck? tf.data tokenisation + masking against training, and its memory.
 
-1. Pipeline: tokens/s that `tfpretrain.text.bert_datasets.masked_lm_dataset`
+1. Pipeline: tokens/s that `tfpretrain.models.bert.masked_lm_dataset`
    delivers exactly as ``pretrain-bert`` uses it (lines streamed from a file,
    WordPiece in the graph, packed into ``[CLS] ... [SEP]`` sequences, shuffle
    buffer, batch, `MaskedLMMasker`, prefetch), after a warm-up that fills the
@@ -102,7 +102,7 @@ def tokenizer_and_masker(sequence_length):
 
 
 def bert_pipeline(paths, tokenizer, masker, args, repeat=True):
-    from tfpretrain.text.bert_datasets import masked_lm_dataset
+    from tfpretrain.models.bert import masked_lm_dataset
 
     return masked_lm_dataset(paths, tokenizer, masker, sequence_length=args.sequence_length,
                              batch_size=args.batch_size, seed=0, split="train", repeat=repeat)
@@ -201,7 +201,7 @@ def main():
         steps = {name: max(2, count // 4) for name, count in steps.items()}
     tokens_per_batch = args.batch_size * args.sequence_length
 
-    from tfpretrain.text.lm_datasets import causal_lm_dataset
+    from tfpretrain.models.gpt import causal_lm_dataset
 
     text = real_text()
     work = tempfile.mkdtemp(prefix="tfpretrain_input_pipeline_")  # outside the repository

@@ -1,6 +1,7 @@
 """ULMFiT on SST-2: from scratch vs ULMFiT with 1,000 labels, ULMFiT with all labels, and three ablations.
 
-Stages (`tfpretrain.pipelines.ulmfit`, AWD-LSTM ``--preset``, default "small"):
+Stages (`tfpretrain.pipelines.ulmfit_language_model` and `ulmfit_classifier`, AWD-LSTM ``--preset``,
+default "small"):
 
 1. general language model on UD English EWT train text (``--general-epochs``);
 2. domain language model on the SST-2 training sentences (all 67,349, without
@@ -66,15 +67,17 @@ def prepare_data(work, quick):
 
 def language_model(name, text, work, log, **settings):
     """A finished language-model directory in the work directory (trained now, or reused)."""
+    from tfpretrain.models.ulmfit import read_config
     from tfpretrain.pipelines import ulmfit
+    from tfpretrain.pipelines.ulmfit_language_model import pretrain_lm
 
     out = work / name
     if ulmfit.is_finished(str(out)):
         log(f"== {name}: reusing the finished language model in {out}")
-        result = ulmfit._read_config(str(out))["result"]
+        result = read_config(str(out))["result"]
         return str(out), result, result["train_seconds"]
     with Timer() as timer:
-        result = ulmfit.pretrain_lm(text, str(out), log=log, **settings)
+        result = pretrain_lm(text, str(out), log=log, **settings)
     log(f"== {name}: {json.dumps(result)} ({timer.seconds:.0f} s)")
     return str(out), result, timer.seconds
 
@@ -101,7 +104,9 @@ def main():
     parser.add_argument("--quick", action="store_true", help="tiny model and slices: checks the script (~2 min)")
     args = parser.parse_args()
 
+    from tfpretrain.models.ulmfit import read_config
     from tfpretrain.pipelines import ulmfit
+    from tfpretrain.pipelines.ulmfit_classifier import train_classifier
 
     work = pathlib.Path(args.work + ("_quick" if args.quick else ""))
     work.mkdir(parents=True, exist_ok=True)
@@ -129,11 +134,10 @@ def main():
         out = work / f"{name}_seed{seed}"
         if ulmfit.is_finished(str(out)):
             log(f"== {name} (seed {seed}): reusing {out}")
-            config = ulmfit._read_config(str(out))
+            config = read_config(str(out))
             return {"settings": options, "scores": config["result"], "seconds": config["result"]["train_seconds"]}
         with Timer() as timer:
-            scores = ulmfit.train_classifier(lm_dir, train_path, dev_path, str(out), seed=seed, **classifier,
-                                             **options)
+            scores = train_classifier(lm_dir, train_path, dev_path, str(out), seed=seed, **classifier, **options)
         log(f"== {name} (seed {seed}): dev accuracy {scores['accuracy']:.4f} ({timer.seconds:.0f} s)")
         return {"settings": options, "scores": scores, "seconds": timer.seconds}
 

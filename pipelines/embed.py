@@ -1,42 +1,15 @@
-"""Contextual word and sentence vectors from a BERT directory (``tfpretrain embed``)."""
+"""Contextual word and sentence vectors from a BERT directory (``tfpretrain embed``).
+
+The embedding itself is `tfpretrain.models.bert.embedder` (`load_embedder`,
+`embed_batch`); this job batches the texts and writes JSON lines or ``.npz``.
+"""
 
 import numpy as np
 import tensorflow as tf
 
+from tfpretrain.models.bert.embedder import SEQUENCE_LENGTH, embed_batch, load_embedder
+
 BATCH_SIZE = 32
-SEQUENCE_LENGTH = 128  # word pieces per text, [CLS] and [SEP] included
-
-
-def load_embedder(model_dir, combination="last", sentence_pooling="mean", sequence_length=SEQUENCE_LENGTH):
-    """The `BertEmbedder` and tokenizer of a BERT directory, checked against ``sequence_length``."""
-    from tfpretrain.models.bert import BertEmbedder, load_bert
-
-    encoder, tokenizer = load_bert(model_dir)
-    if sequence_length > encoder.max_sequence_length:
-        raise ValueError(f"sequence_length {sequence_length} exceeds the encoder's maximum "
-                         f"({encoder.max_sequence_length})")
-    return BertEmbedder(encoder, combination=combination, sentence_pooling=sentence_pooling), tokenizer
-
-
-def embed_batch(embedder, tokenizer, texts, sequence_length=SEQUENCE_LENGTH):
-    """Embeds a batch of raw strings ``(batch,)`` in the graph (`embed_texts` and the exported embedder).
-
-    Returns:
-        dict of ``words``, ``starts``, ``ends`` (ragged ``(batch, words)``: the
-        words of `tfpretrain.text.tokenize_with_offsets` and their byte
-        offsets), ``word_vectors`` (batch, words, dim; zero for a word cut by
-        truncation), ``sentence_vector`` (batch, hidden) and
-        ``num_words_truncated`` (batch,).
-    """
-    from tfpretrain.text import tokenize_with_offsets
-    from tfpretrain.text.packing import pack_words
-
-    words, starts, ends = tokenize_with_offsets(texts)  # (batch, words)
-    packed = pack_words(tokenizer.tokenize_words(words), sequence_length,
-                        tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
-    outputs = embedder(packed)
-    return {"words": words, "starts": starts, "ends": ends, "word_vectors": outputs["word_vectors"],
-            "sentence_vector": outputs["sentence_vector"], "num_words_truncated": packed["num_words_truncated"]}
 
 
 def embed_texts(model_dir, texts, combination="last", sentence_pooling="mean", sequence_length=SEQUENCE_LENGTH):

@@ -1,38 +1,11 @@
 """Export a trained model: a SavedModel for TF Serving, or one ``.tflite`` file (``tfpretrain export``)."""
 
-import os
-
 import keras
 import tensorflow as tf
 
 from tfpretrain.export import export_saved_model
+from tfpretrain.export.serving import serving_module
 from tfpretrain.export.tflite import export_tflite
-
-
-def is_tagger_dir(model_dir):
-    """Whether ``model_dir`` holds a CharCNN / BiLM / CRF tagger (``train-tagger``)."""
-    return os.path.exists(os.path.join(model_dir, "tagger.json"))
-
-
-def serving_module(model_dir):
-    """The serving `tf.Module` of any exportable model directory and its SavedModel signatures.
-
-    A tagger directory gives a `tfpretrain.export.TaggingModule`; fine-tuned
-    BERT / GPT / ULMFiT directories and BERT directories (embeddings) give the
-    modules of `tfpretrain.export.serving`.
-    """
-    if not os.path.isdir(model_dir):
-        raise FileNotFoundError(f"{model_dir}: no such model directory")
-    if is_tagger_dir(model_dir):
-        from tfpretrain.export import TaggingModule
-        from tfpretrain.models.tagger.saving import load_tagger
-
-        model, preprocessor, _ = load_tagger(model_dir)
-        module = TaggingModule(model, preprocessor)
-        return module, module.signatures()
-    from tfpretrain.export.serving import build_serving_module
-
-    return build_serving_module(model_dir)
 
 
 def ids_only(module, signatures):

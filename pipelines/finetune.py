@@ -7,7 +7,7 @@ word, the tagger's file formats; softmax or, with ``crf=True``, BERT-CRF) and
 directory; ``classify``, ``pair``, ``similarity`` (a pair file, both orders
 read) and ``choice`` (TSV ``context<TAB>choice_0<TAB>...<TAB>label``, see
 `tfpretrain.text.task_readers.read_choice_tsv`) from a GPT directory, with
-the input rewriting of GPT-1 (`tfpretrain.text.gpt_transforms`).
+the input rewriting of GPT-1 (`tfpretrain.models.gpt.preprocessor`).
 
 Example:
 
@@ -24,23 +24,16 @@ import warnings
 
 import keras
 
-from tfpretrain.pipelines.bert_tasks import (
+from tfpretrain.models.model_dir import TASKS, model_kind, read_task_options
+from tfpretrain.models.task_model import (
     SCHEME_CONSTRAINTS,
-    TASKS,
-    TEXT_TASKS,
-    architecture_of,
     build_task_model,
     check_architecture,
     count_truncated,
-    label_predictions,
+    load_init_encoder,
     load_task_model,
     predict_texts,
     predict_words,
-    read_tag_sentences,
-    read_task_data,
-    read_task_options,
-    load_init_encoder,
-    read_text_examples,
     record_run,
     save_task_model,
     score_examples,
@@ -49,9 +42,15 @@ from tfpretrain.pipelines.bert_tasks import (
 )
 from tfpretrain.training.callbacks import fit_resumable, read_history_csv
 from tfpretrain.training.distribute import get_strategy
-from tfpretrain.training.metrics import EntityF1, TokenAccuracy
+from tfpretrain.training.metrics import EntityF1, TokenAccuracy, label_predictions
 from tfpretrain.training.precision import check_jit_compile, uses_precision
-from tfpretrain.text.task_readers import check_labels
+from tfpretrain.text.task_readers import (
+    TEXT_TASKS,
+    check_labels,
+    read_tag_sentences,
+    read_task_data,
+    read_text_examples,
+)
 
 __all__ = ["TASKS", "TASK_DEFAULTS", "evaluate", "load_task_model", "predict", "run"]
 
@@ -129,7 +128,7 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
         ``train_examples_per_second``.
     """
     _check_task(task)
-    architecture = architecture_of(init_dir)
+    architecture = model_kind(init_dir).architecture
     check_architecture(task, architecture, init_dir)
     if lm_loss_weight is not None and architecture != "gpt":
         raise ValueError(f"--lm-loss-weight is for GPT models; {init_dir} holds a BERT encoder")

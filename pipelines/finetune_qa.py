@@ -1,9 +1,14 @@
 """Fine-tune BERT for extractive question answering on SQuAD v1.1 (``tfpretrain finetune --task qa``).
 
-The model directory is that of the other fine-tuning tasks (`bert_tasks.save_task_model`):
-a BERT directory of the fine-tuned encoder, ``head.weights.npz`` (the span
-layer) and ``task.json`` (``"task": "qa"``, the window options, tokenizer and
-encoder configs, dev scores), so ``tfpretrain evaluate --model DIR`` knows the task.
+Orchestration only: `tfpretrain.text.squad` reads the questions,
+`tfpretrain.models.bert.question_answering_preprocessor` cuts them into
+windows (the same in-graph path the exported model takes), and
+`tfpretrain.models.bert.question_answering` builds, loads and scores the model.
+The model directory is that of the other fine-tuning tasks
+(`tfpretrain.models.task_model.save_task_model`): a BERT directory of the
+fine-tuned encoder, the span layer's head weights and ``task.json``
+(``"task": "qa"``, the window options, tokenizer and encoder configs, dev
+scores), so ``tfpretrain evaluate --model DIR`` knows the task.
 
 A question whose context is empty (or only whitespace) gets a well-formed empty
 answer (``""``, characters 0 to 0, score None) from `predict`; a context longer
@@ -22,55 +27,24 @@ import os
 import keras
 import numpy as np
 
-from tfpretrain.models.bert.question_answering import build_question_answerer, span_losses
-from tfpretrain.pipelines.bert_tasks import (
-    TASK_FILE,
-    input_dtypes,
-    load_head_weights,
-    load_init_encoder,
-    read_task_options,
-    record_run,
-    save_task_model,
+from tfpretrain.models.bert.question_answering import (
+    answer_questions,
+    build_question_answerer,
+    load_qa_model,
+    score_questions,
+    span_losses,
 )
-from tfpretrain.text.squad import (
-    SquadQuestion,
+from tfpretrain.models.bert.question_answering_preprocessor import (
+    QuestionAnsweringPreprocessor,
     build_squad_features,
-    decode_answers,
-    read_squad,
     squad_dataset,
 )
+from tfpretrain.models.task_model import input_dtypes, load_init_encoder, record_run, save_task_model
+from tfpretrain.text.squad import SquadQuestion, read_squad
 from tfpretrain.training.callbacks import fit_resumable, read_history_csv
 from tfpretrain.training.distribute import get_strategy
 from tfpretrain.training.precision import check_jit_compile, uses_precision
 from tfpretrain.training.schedules import bert_optimizer
-from tfpretrain.training.squad_metrics import squad_scores
-
-#: The options a model directory records and prediction reuses.
-WINDOW_OPTIONS = ("sequence_length", "doc_stride", "max_query_length", "max_answer_length")
-
-
-def answer_questions(model, tokenizer, options, questions, batch_size=32):
-    """Predicted answers (`decode_answers` dicts) of ``questions``, and the windows they were read through."""
-    features = build_squad_features(questions, tokenizer, options["sequence_length"], options["doc_stride"],
-                                    options["max_query_length"])
-    if not len(features):
-        return [], features
-    logits = model.predict(squad_dataset(features, batch_size, input_dtypes=input_dtypes(model)), verbose=0)
-    answers = decode_answers(features, logits["start_logits"], logits["end_logits"], options["max_answer_length"])
-    return answers, features
-
-
-def score_questions(model, tokenizer, options, questions, batch_size=32):
-    """Exact match and F1 (0-100, official SQuAD v1.1 normalisation) on answered questions.
-
-    Returns:
-        dict ``{"exact_match", "f1", "num_questions", "num_unanswered", "num_windows",
-        "num_truncated_questions"}`` (questions cut to ``max_query_length`` pieces).
-    """
-    answers, features = answer_questions(model, tokenizer, options, questions, batch_size)
-    scores = squad_scores(questions, {a["id"]: a["answer"] for a in answers})
-    scores.update(num_windows=len(features), num_truncated_questions=features.num_truncated_questions)
-    return scores
 
 
 def _read_questions(path):
@@ -122,7 +96,8 @@ def run(init_dir, train_path, dev_path, out_dir, *, sequence_length=384, doc_str
     with distribution.scope():
         encoder, tokenizer = load_init_encoder(init_dir, sequence_length)
         model = build_question_answerer(encoder, sequence_length)
-    features = build_squad_features(train, tokenizer, sequence_length, doc_stride, max_query_length)
+    preprocessor = QuestionAnsweringPreprocessor(tokenizer, sequence_length, doc_stride, max_query_length)
+    features = build_squad_features(train, preprocessor)
     answerable = int(np.sum(features.start_positions > 0))
     log(f"Read {len(train)} training and {len(dev)} dev questions; {len(features)} training windows of "
         f"{sequence_length} pieces ({answerable} hold their answer), {features.num_truncated_questions} questions "
@@ -134,7 +109,7 @@ def run(init_dir, train_path, dev_path, out_dir, *, sequence_length=384, doc_str
 
     dtypes = input_dtypes(model)
     train_data = squad_dataset(features, batch_size, labels=True, shuffle=True, seed=seed, input_dtypes=dtypes)
-    dev_features = build_squad_features(dev, tokenizer, sequence_length, doc_stride, max_query_length)
+    dev_features = build_squad_features(dev, preprocessor)
     dev_data = squad_dataset(dev_features, batch_size, labels=True, input_dtypes=dtypes)  # val_loss: first answers
     history, seconds = fit_resumable(model, train_data, dev_data, epochs, out_dir, verbose, log)
     epochs_run = len(history.history.get("loss", []))
@@ -153,26 +128,8 @@ def run(init_dir, train_path, dev_path, out_dir, *, sequence_length=384, doc_str
     return scores
 
 
-def load_qa_model(model_dir):
-    """Returns ``(model, tokenizer, options)`` of a model directory written by `run`."""
-    from tfpretrain.models.bert.saving import load_bert
-
-    options = read_task_options(model_dir)
-    if options.get("task") != "qa":
-        raise ValueError(f"{os.path.join(model_dir, TASK_FILE)}: task {options.get('task')!r}; expected 'qa' "
-                         "(load other fine-tuned models with tfpretrain.pipelines.bert_tasks.load_task_model)")
-    missing = [key for key in WINDOW_OPTIONS if key not in options]
-    if missing:
-        raise ValueError(f"{os.path.join(model_dir, TASK_FILE)}: no {', '.join(missing)}; the file is incomplete "
-                         "(fine-tune again with `tfpretrain finetune --task qa --out DIR`)")
-    encoder, tokenizer = load_bert(model_dir)
-    model = build_question_answerer(encoder, options["sequence_length"])
-    load_head_weights(model_dir, model, encoder)
-    return model, tokenizer, options
-
-
 def evaluate(model_dir, data_path, batch_size=32):
-    """Exact match and F1 of the model in ``model_dir`` on a SQuAD v1.1 file (see `score_questions`)."""
+    """Exact match and F1 of the model in ``model_dir`` on a SQuAD v1.1 file (`models.bert.score_questions`)."""
     questions = _read_questions(data_path)
     model, tokenizer, options = load_qa_model(model_dir)
     return score_questions(model, tokenizer, options, questions, batch_size)

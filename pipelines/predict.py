@@ -36,7 +36,7 @@ def load(path):
 
         signature = tf.saved_model.load(path).signatures["serving_default"]
     else:
-        from tfpretrain.pipelines.export import serving_module
+        from tfpretrain.export.serving import serving_module
 
         signature = serving_module(path)[1]["serving_default"]
     names = _input_names(signature)

@@ -1,7 +1,6 @@
 """Masked-LM pretraining of a BERT encoder on raw text (``tfpretrain pretrain-bert``)."""
 
 import math
-import os
 
 from tfpretrain.pipelines.lm_pretraining import (
     fit_language_model,
@@ -41,8 +40,7 @@ def run(text_paths, out_dir, preset="tiny", init_dir=None, steps=1000, steps_per
     Returns a dict with the held-out masked-LM accuracy and perplexity, the
     first and last training accuracy, and training tokens/s.
     """
-    from tfpretrain.models.bert import BERT_PRESETS, BertEncoder, BertMaskedLM, load_bert, save_bert
-    from tfpretrain.text.bert_datasets import masked_lm_dataset
+    from tfpretrain.models.bert import BERT_PRESETS, BertEncoder, BertMaskedLM, load_bert, masked_lm_dataset, save_bert
     from tfpretrain.text.masking import MaskedLMMasker
 
     distribution = get_strategy(strategy, logical_cpus)  # before anything touches the devices

@@ -23,7 +23,7 @@ def run(text_paths, out_dir, preset="tiny", init_dir=None, steps=1000, steps_per
 
     Lines are documents: ``[SEP]`` (the end-of-text token) follows each, and
     the pieces are packed into windows without padding
-    (`tfpretrain.text.lm_datasets.causal_lm_dataset`). Every 20th line is
+    (`tfpretrain.models.gpt.causal_lm_dataset`). Every 20th line is
     held out for the validation perplexity. A WordPiece vocabulary with
     `GPT_RESERVED_TOKENS` (so that GPT transfer finds ``[START]``,
     ``[DELIM]``, ``[EXTRACT]``) is learned from the first lines of the text,
@@ -69,8 +69,15 @@ def run(text_paths, out_dir, preset="tiny", init_dir=None, steps=1000, steps_per
     >>> result = run(["ewt/train.conllu"], "runs/gpt-tiny", preset="tiny", steps=2000)
     >>> result["val_perplexity"]
     """
-    from tfpretrain.models.gpt import GPT_PRESETS, GPT_RESERVED_TOKENS, GptCausalLM, GptDecoder, load_gpt, save_gpt
-    from tfpretrain.text.lm_datasets import causal_lm_dataset
+    from tfpretrain.models.gpt import (
+        GPT_PRESETS,
+        GPT_RESERVED_TOKENS,
+        GptCausalLM,
+        GptDecoder,
+        causal_lm_dataset,
+        load_gpt,
+        save_gpt,
+    )
 
     distribution = get_strategy(strategy, logical_cpus)  # before anything touches the devices
     final_dir, out_dir = out_dir, worker_dir(out_dir, distribution)  # a multi-worker run's non-chief: a temp dir

@@ -5,12 +5,11 @@ import os
 
 import keras
 
-from tfpretrain.models.tagger import TAGGER_PRESETS, build_tagger
+from tfpretrain.models.bilm import load_language_model
+from tfpretrain.models.tagger import TAGGER_PRESETS, TaggingPreprocessor, build_tagger, keys_of, tagging_dataset
 from tfpretrain.models.tagger.saving import save_tagger
-from tfpretrain.pipelines.evaluate import evaluate_sentences
-from tfpretrain.pipelines.pretrain_bilm import load_language_model
-from tfpretrain.text import TaggingPreprocessor, build_vocabulary, tagging_dataset
-from tfpretrain.text.tagging_preprocessor import keys_of
+from tfpretrain.models.tagger.evaluation import evaluate_sentences
+from tfpretrain.text.vocabulary import build_vocabulary
 from tfpretrain.text.readers import detect_scheme, read_tagged, to_iob2
 from tfpretrain.training import fit_resumable
 from tfpretrain.training.metrics import EntityF1, TokenAccuracy
@@ -46,7 +45,7 @@ def run(train_path, dev_path, out_dir, format="iob2", column=None, bilm_dir=None
         jit_compile: True, False or "auto" (Keras' choice: XLA on a GPU unless a layer cannot be compiled).
         static_shapes: True, False or "auto" (on with ``jit_compile=True``):
             batches padded to length buckets and the batch size
-            (`tfpretrain.text.tagging_dataset`), so that XLA compiles a few
+            (`tfpretrain.models.tagger.tagging_dataset`), so that XLA compiles a few
             programs, not one per sentence length.
     """
     if preset not in TAGGER_PRESETS:

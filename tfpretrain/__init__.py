@@ -2,12 +2,22 @@
 
 Sub-packages (imported on demand, so ``import tfpretrain`` stays cheap):
 
-- ``tfpretrain.layers``: Keras layers (CharCNN, BiLM, ScalarMix, CRF, ...).
-- ``tfpretrain.models``: functional models and task heads.
-- ``tfpretrain.text``: readers, vocabularies and in-graph tf.data pipelines.
-- ``tfpretrain.training``: metrics and callbacks.
-- ``tfpretrain.export``: SavedModel export.
-- ``tfpretrain.pipelines``: the end-to-end jobs the ``tfpretrain`` CLI runs.
+- ``tfpretrain.layers``: Keras layers, one per file (CharCNN, BiLM, ScalarMix, CRF, Transformer blocks, ...).
+- ``tfpretrain.models``: one folder per architecture (``bert``, ``gpt``, ``ulmfit``, ``bilm``,
+  ``tagger``), each with its model, sizes, preprocessors (strings -> model inputs, in the graph,
+  used by fit, evaluate, predict and export alike) and saving; ``model_dir`` knows every model
+  directory's layout (`tfpretrain.models.model_dir.model_kind`); ``task_model`` the fine-tuned
+  BERT / GPT task models.
+- ``tfpretrain.text``: what every architecture shares: readers, vocabularies, WordPiece,
+  packing, masking, length buckets, line streams.
+- ``tfpretrain.training``: metrics, schedules, discriminative rates, gradual unfreezing,
+  resumable fit, precision and distribution.
+- ``tfpretrain.export``: any model directory as a serving `tf.Module` (`serving_module`),
+  SavedModels in TF Serving's layout, ``.tflite`` files.
+
+The jobs the ``tfpretrain`` command runs, and the command line itself, are
+``tfpretrain.pipelines`` (the repository's ``pipelines/`` folder): they
+orchestrate the library, which never imports them.
 """
 
 __version__ = "0.1.0"

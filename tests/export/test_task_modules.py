@@ -3,7 +3,7 @@
 Every model is tiny and untrained (random encoder, scrambled head, so that
 its outputs depend on the input): the tests check that the served graph computes what
 the Python path does (`finetune.predict`, `finetune_qa.predict`,
-`embed.embed_texts`, `ulmfit.predict`) on slices of the real corpora, at
+`embed.embed_texts`, `ulmfit_classifier.predict`) on slices of the real corpora, at
 batch sizes 1 and 7, and that bad input gets well-formed answers.
 
 One fixture builds every model directory and SavedModel, and one subprocess
@@ -16,10 +16,13 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
-from tests.pipelines.test_finetune import _head, _sentences, make_bert_dir
+from tests.conftest import make_bert_dir, write_head, write_sentences
+
+pytestmark = pytest.mark.slow  # builds, exports and converts to TFLite a model of every task
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""}
 DECODER = {"num_layers": 2, "num_heads": 2, "hidden_dim": 32, "intermediate_dim": 64, "max_sequence_length": 64}
@@ -63,7 +66,7 @@ def _scramble_head(model_dir, seed, scale):
 def _task_dir(init_dir, out, options, seed):
     """A fine-tuned directory as `finetune.run` writes one, without training: random encoder, scrambled head."""
     from tfpretrain.models.bert.question_answering import build_question_answerer
-    from tfpretrain.pipelines.bert_tasks import build_task_model, load_init_encoder, save_task_model
+    from tfpretrain.models.task_model import build_task_model, load_init_encoder, save_task_model
 
     encoder, tokenizer = load_init_encoder(init_dir, options["sequence_length"])
     if options["task"] == "qa":
@@ -97,16 +100,17 @@ def _squad_questions(shared_data, every=8):
 @pytest.fixture(scope="module")
 def model_dirs(shared_data, tmp_path_factory):
     """Every kind of exportable directory, built from slices of SST-2, RTE and UNER (no training)."""
-    from tfpretrain.pipelines import ulmfit
-    from tfpretrain.pipelines.bert_tasks import read_tag_sentences, tag_list
+    keras.utils.set_random_seed(0)  # module-scoped: the same random encoders whichever test runs first
+    from tfpretrain.pipelines import ulmfit_classifier
+    from tfpretrain.text.task_readers import read_tag_sentences, tag_list
 
     root = tmp_path_factory.mktemp("task_modules")
     uner = shared_data / "uner_english_ewt" / "dev.iob2"
     data = {
-        "sst2_train": _head(shared_data / "sst2" / "train.tsv", root / "sst2_train.tsv", 200),
-        "sst2_dev": _head(shared_data / "sst2" / "dev.tsv", root / "sst2_dev.tsv", 40),
-        "rte_train": _head(shared_data / "rte" / "train.tsv", root / "rte_train.tsv", 100),
-        "uner_train": _sentences(uner, root / "uner_train.iob2", 0, 200),
+        "sst2_train": write_head(shared_data / "sst2" / "train.tsv", root / "sst2_train.tsv", 200),
+        "sst2_dev": write_head(shared_data / "sst2" / "dev.tsv", root / "sst2_dev.tsv", 40),
+        "rte_train": write_head(shared_data / "rte" / "train.tsv", root / "rte_train.tsv", 100),
+        "uner_train": write_sentences(uner, root / "uner_train.iob2", 0, 200),
     }
     bert = make_bert_dir(data, root / "bert")
     tags = tag_list(read_tag_sentences(data["uner_train"]))
@@ -127,9 +131,9 @@ def model_dirs(shared_data, tmp_path_factory):
         labels = [str(k) for k in range(CHOICES)] if task == "choice" else ["0", "1"]
         options = {"task": task, "labels": labels, "sequence_length": 40, "architecture": "gpt", "lm_loss_weight": 0.5}
         dirs[f"gpt_{task}"] = _task_dir(gpt, root / f"gpt_{task}", options, 10 + seed)
-    ulmfit.train_classifier(None, data["sst2_train"], data["sst2_dev"], str(root / "ulmfit"), from_scratch=True,
-                            preset="tiny", epochs=1, max_train_examples=32, batch_size=16, sequence_length=20,
-                            verbose=0, log=lambda *_: None)
+    ulmfit_classifier.train_classifier(None, data["sst2_train"], data["sst2_dev"], str(root / "ulmfit"),
+                                       from_scratch=True, preset="tiny", epochs=1, max_train_examples=32,
+                                       batch_size=16, sequence_length=20, verbose=0, log=lambda *_: None)
     dirs["ulmfit"] = root / "ulmfit"
     return {name: str(path) for name, path in dirs.items()}
 
@@ -154,10 +158,10 @@ def _id_inputs(name, module, texts):
     """The id signature's inputs for a batch, made by the Python path's own encoders."""
     import tensorflow as tf
 
-    from tfpretrain.pipelines.bert_tasks import encode_texts, encode_words
-    from tfpretrain.pipelines.ulmfit import classification_dataset
+    from tfpretrain.models.bert.preprocessor import encode_texts, encode_words
+    from tfpretrain.models.ulmfit import classification_dataset
     from tfpretrain.text import tokenize
-    from tfpretrain.text.gpt_transforms import encode_gpt_inputs
+    from tfpretrain.models.gpt.preprocessor import encode_gpt_inputs
     from tfpretrain.text.packing import pack_words
 
     tokenizer, length = module.tokenizer, module.sequence_length
@@ -176,7 +180,7 @@ def _id_inputs(name, module, texts):
         packed = pack_words(tokenizer.tokenize_words(tokenize(tf.constant(texts))), length, tokenizer.cls_token_id,
                             tokenizer.sep_token_id, tokenizer.pad_token_id)
         packed.pop("num_words_truncated")
-    else:  # qa: the windows of squad.build_squad_features
+    else:  # qa: the windows of question_answering_preprocessor.build_squad_features
         packed = texts.inputs()
     return {key: np.asarray(value).astype(np.int32) for key, value in dict(packed).items()}
 
@@ -201,32 +205,35 @@ def _calls(name, module, texts):
                    for chunk in (rows[:1], rows, bad_rows)]
         ids = _id_inputs(name, module, rows)
     else:  # qa
-        from tfpretrain.text.squad import build_squad_features
+        from tfpretrain.models.bert.question_answering_preprocessor import (
+            QuestionAnsweringPreprocessor,
+            build_squad_features,
+        )
 
         pairs = [(q.question, q.context) for q in squad]
         batches = [{"question": [q for q, _ in chunk], "context": [c for _, c in chunk]}
                    for chunk in [pairs[:1]] + [pairs[i:i + 7] for i in range(0, len(pairs), 7)] + [bad_pairs]]
         batches.append({"question": [b"a", b"b"], "context": [b"", b" \n"]})  # no context at all
-        features = build_squad_features(squad[:7], module.tokenizer, module.sequence_length, module.doc_stride,
-                                        module.max_query_length)
+        features = build_squad_features(squad[:7], QuestionAnsweringPreprocessor(
+            module.tokenizer, module.sequence_length, module.doc_stride, module.max_query_length))
         ids = _id_inputs(name, module, features)
     return [("serving_default", batch) for batch in batches] + [(ID_SIGNATURES.get(name, "classify_ids"), ids)]
 
 
 @pytest.fixture(scope="module")
 def served(model_dirs, shared_data, tmp_path_factory):
-    """Every model exported with `build_serving_module` and served by one fresh process.
+    """Every model exported with `serving_module` and served by one fresh process.
 
     Returns ``{name: {"calls": [(signature, inputs)], "outputs": [dict per call], "saved_model": path}}``.
     """
     from tfpretrain.export import export_saved_model
-    from tfpretrain.export.serving import build_serving_module
+    from tfpretrain.export.serving import serving_module
 
     root = tmp_path_factory.mktemp("served")
     texts = (*_texts(shared_data), _squad_questions(shared_data))
     jobs, served = [], {}
     for name, model_dir in model_dirs.items():
-        module, signatures = build_serving_module(model_dir)
+        module, signatures = serving_module(model_dir)
         calls = _calls(name, module, texts)
         job_calls = []
         for i, (signature, inputs) in enumerate(calls):
@@ -281,12 +288,12 @@ CLASSIFIERS = ("classify", "pair", "gpt_classify", "gpt_pair", "gpt_similarity",
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_classifier_equals_python_predict(served, name):
-    from tfpretrain.pipelines import finetune, ulmfit
+    from tfpretrain.pipelines import finetune, ulmfit_classifier
 
     entry = served[name]
     calls, _, ids_outputs = _text_calls(entry)
     rows = [_rows(inputs) for inputs, _ in calls]
-    predict = ulmfit.predict if name == "ulmfit" else finetune.predict
+    predict = ulmfit_classifier.predict if name == "ulmfit" else finetune.predict
     expected = iter(predict(entry["model_dir"], [row for batch in rows for row in batch]))
     for (inputs, outputs), batch in zip(calls, rows):
         assert [len(value) for value in outputs.values()] == [len(batch)] * len(outputs)
@@ -343,9 +350,8 @@ def _byte_offset(text, char_offset):
 
 def test_question_answering_equals_python_predict(served):
     from tfpretrain.pipelines import finetune_qa
-    from tfpretrain.pipelines.bert_tasks import input_dtypes
-    from tfpretrain.pipelines.finetune_qa import load_qa_model
-    from tfpretrain.text.squad import best_spans
+    from tfpretrain.models.task_model import input_dtypes
+    from tfpretrain.models.bert.question_answering import load_qa_model
 
     entry = served["qa"]
     calls, ids_inputs, ids_outputs = _text_calls(entry)
@@ -375,7 +381,7 @@ def test_question_answering_equals_python_predict(served):
     bad = calls[-2][1]
     assert list(bad["truncated"]) == [False, False, False, False, True]  # the 2,000-word question is cut
     assert bad["answer"][4] == b"" and bad["start"][4] == bad["end"][4] == 0 and np.isnan(bad["score"][4])
-    # qa_ids: the model's logits on the windows of squad.build_squad_features, and each window's best span.
+    # qa_ids: the model's logits on the windows of build_squad_features, and each window's best span (brute force).
     model, _, _ = load_qa_model(entry["model_dir"])
     dtypes = input_dtypes(model)
     logits = model({key: value.astype(dtypes[key]) for key, value in ids_inputs.items()}, training=False)
@@ -385,9 +391,12 @@ def test_question_answering_equals_python_predict(served):
         segment, mask = ids_inputs["segment_ids"][row], ids_inputs["padding_mask"][row]
         context = (segment == 1) & (mask == 1)
         context[np.flatnonzero(mask)[-1]] = False  # the final [SEP]
-        spans = best_spans(ids_outputs["start_logits"][row:row + 1], ids_outputs["end_logits"][row:row + 1],
-                           context[None], context[None], max_answer_length=10)
-        assert (start, end) == spans[0][2:] and ids_outputs["score"][row] == pytest.approx(spans[0][0], abs=1e-4)
+        start_logits, end_logits = (ids_outputs[key][row].astype(np.float64) for key in ("start_logits", "end_logits"))
+        positions = np.flatnonzero(context)
+        # Every span of at most max_answer_length=10 pieces in the context; max() keeps the first best (start, end).
+        score, first, last = max(((start_logits[s] + end_logits[e], s, e) for s in positions for e in positions
+                                  if s <= e < s + 10), key=lambda span: span[0])
+        assert (start, end) == (first, last) and ids_outputs["score"][row] == pytest.approx(score, abs=1e-4)
 
 
 def test_embeddings_equal_embed_texts(served):
@@ -431,11 +440,11 @@ def test_inputs_of_the_wrong_rank_are_rejected(model_dirs, tmp_path):
     import tensorflow as tf
 
     from tfpretrain.export import export_saved_model
-    from tfpretrain.export.serving import build_serving_module
+    from tfpretrain.export.serving import serving_module
 
     for name, inputs, bad in (("classify", {"texts": [["a", "b"]]}, "texts"),
                               ("qa", {"question": ["Who?"], "context": [["a", "b"]]}, "context")):
-        module, signatures = build_serving_module(model_dirs[name])
+        module, signatures = serving_module(model_dirs[name])
         path = export_saved_model(module, tmp_path, name, signatures)
         serve = tf.saved_model.load(path).signatures["serving_default"]
         with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=bad):
@@ -443,20 +452,20 @@ def test_inputs_of_the_wrong_rank_are_rejected(model_dirs, tmp_path):
 
 
 def test_directories_that_cannot_be_exported(model_dirs, tmp_path):
-    from tfpretrain.export.serving import build_serving_module
+    from tfpretrain.export.serving import serving_module
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        build_serving_module(tmp_path / "missing")
+        serving_module(tmp_path / "missing")
     with pytest.raises(ValueError, match="not a model directory.*What can be exported: a fine-tuned BERT"):
-        build_serving_module(tmp_path)
+        serving_module(tmp_path)
     (tmp_path / "tagger.json").write_text("{}")
-    with pytest.raises(ValueError, match="tagger directory.*TaggingModule"):
-        build_serving_module(tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a tagger directory: missing model.keras"):
+        serving_module(tmp_path)
     gpt = os.path.join(os.path.dirname(model_dirs["gpt_classify"]), "gpt")
     with pytest.raises(ValueError, match="GPT language model without a task.*finetune"):
-        build_serving_module(gpt)
+        serving_module(gpt)
     with pytest.raises(ValueError, match="plain BERT directories"):
-        build_serving_module(model_dirs["classify"], sequence_length=16)
+        serving_module(model_dirs["classify"], sequence_length=16)
 
 
 TFLITE_CLASSIFIERS = ("classify", "pair", "gpt_choice")
@@ -480,10 +489,10 @@ def test_tflite_classifier_equals_the_saved_model(served, tflite_files, name):
     the bad inputs) must still get a well-formed answer.
     """
     from tfpretrain.export.tflite import TfliteModel
-    from tfpretrain.export.serving import build_serving_module
+    from tfpretrain.export.serving import serving_module
     from tfpretrain.text.wordpiece import WordPieceTokenizer
 
-    exact = build_serving_module(served[name]["model_dir"])[0].tokenizer
+    exact = serving_module(served[name]["model_dir"])[0].tokenizer
     fast = WordPieceTokenizer(exact.vocabulary, lowercase=exact.lowercase, use_fast_bert_normalizer=True)
     model = TfliteModel(tflite_files[name])
     with open(os.path.join(served[name]["model_dir"], "task.json")) as f:

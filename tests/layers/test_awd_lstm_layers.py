@@ -20,13 +20,16 @@ MASK = np.array([[True] * 6, [True] * 3 + [False] * 3])
 
 def test_locked_dropout_harness():
     run_layer_test(LockedDropout, {"rate": 0.3, "seed": 1}, RNG.normal(size=(2, 6, 4)).astype("float32"),
+                   expected_num_trainable_weights=0, expected_num_non_trainable_weights=0,
                    expected_output_shape=(2, 6, 4), mask=MASK)
 
 
 def test_weight_drop_lstm_harness():
     run_layer_test(
         WeightDropLSTM, {"units": 5, "weight_dropout": 0.4, "seed": 2, "return_sequences": True},
-        RNG.normal(size=(2, 6, 3)).astype("float32"), expected_output_shape=(2, 6, 5), mask=MASK,
+        RNG.normal(size=(2, 6, 3)).astype("float32"),
+        expected_num_trainable_weights=3, expected_num_non_trainable_weights=0,
+        expected_output_shape=(2, 6, 5), mask=MASK,
     )
 
 
@@ -34,13 +37,16 @@ def test_word_dropout_embedding_harness():
     # Its mask comes from the ids (mask_zero), not from a mask argument: checked below.
     run_layer_test(
         WordDropoutEmbedding, {"input_dim": 20, "output_dim": 4, "dropout": 0.3, "seed": 3, "mask_zero": True},
-        RNG.integers(1, 20, size=(2, 6)).astype("int32"), expected_output_shape=(2, 6, 4),
+        RNG.integers(1, 20, size=(2, 6)).astype("int32"),
+        expected_num_trainable_weights=1, expected_num_non_trainable_weights=0, expected_output_shape=(2, 6, 4),
     )
 
 
 def test_concat_pooling_harness():
     # Its output has no time axis, so the harness' masking check does not apply: see the oracle tests below.
-    run_layer_test(ConcatPooling, {}, RNG.normal(size=(2, 6, 4)).astype("float32"), expected_output_shape=(2, 12))
+    run_layer_test(ConcatPooling, {}, RNG.normal(size=(2, 6, 4)).astype("float32"),
+                   expected_num_trainable_weights=0, expected_num_non_trainable_weights=0,
+                   expected_output_shape=(2, 12))
 
 
 # --- Locked dropout -------------------------------------------------------------------------------

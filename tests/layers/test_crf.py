@@ -81,6 +81,8 @@ def test_harness():
         CRF,
         {"num_tags": 5, "tags": BIO_TAGS, "constraint": "BIO"},
         np.random.default_rng(0).normal(size=(3, 6, 5)).astype("float32"),
+        expected_num_trainable_weights=3,  # transitions, start and end scores
+        expected_num_non_trainable_weights=0,
         expected_output_shape=(3, 6),
         expected_output_dtype="int32",
         mask=mask,

@@ -13,6 +13,7 @@ RNG = np.random.default_rng(0)
 def test_harness():
     run_layer_test(
         HashDropout, {"rate": 0.3, "seed": 1}, RNG.normal(size=(2, 6, 4)).astype("float32"),
+        expected_num_trainable_weights=0, expected_num_non_trainable_weights=0,
         expected_output_shape=(2, 6, 4), mask=np.array([[True] * 6, [True] * 3 + [False] * 3]),
     )
 

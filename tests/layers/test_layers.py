@@ -1,6 +1,5 @@
 """CharCNN, Highway, BiLM and ScalarMix through the shared layer harness, plus their maths."""
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -16,6 +15,8 @@ def test_scalar_mix_harness():
         layers.ScalarMix,
         {"num_layers": 3, "initial_scalar_parameters": [0.1, 0.2, 0.3], "initial_gamma": 1.5},
         RNG.normal(size=(2, 3, 6, 4)).astype("float32"),
+        expected_num_trainable_weights=2,  # the scalars and gamma
+        expected_num_non_trainable_weights=0,
         expected_output_shape=(2, 6, 4),
     )
 
@@ -41,7 +42,9 @@ def test_scalar_mix_rejects_wrong_layer_count():
 def test_highway_harness():
     run_layer_test(
         layers.Highway, {"num_layers": 2, "gate_bias": -2.0},
-        RNG.normal(size=(4, 8)).astype("float32"), expected_output_shape=(4, 8),
+        RNG.normal(size=(4, 8)).astype("float32"),
+        expected_num_trainable_weights=8,  # per layer: transform and gate kernels and biases
+        expected_num_non_trainable_weights=0, expected_output_shape=(4, 8),
     )
 
 
@@ -51,7 +54,8 @@ def test_char_cnn_harness():
     run_layer_test(
         layers.CharCNN,
         {"filters": [[1, 4], [2, 8], [3, 8]], "num_highway": 1, "output_dim": 10, "char_embedding_dim": 4},
-        char_ids, expected_output_shape=(2, 6, 10), mask=MASK,
+        char_ids, expected_num_trainable_weights=13, expected_num_non_trainable_weights=0,
+        expected_output_shape=(2, 6, 10), mask=MASK,
     )
 
 
@@ -76,7 +80,8 @@ def test_bilm_harness():
     tokens = RNG.normal(size=(2, 6, 8)).astype("float32")
     run_layer_test(
         layers.BiLM, {"hidden_dim": 8, "num_layers": 2, "dropout": 0.0},
-        tokens, expected_output_shape=(2, 3, 6, 16), mask=MASK, output_mask_axes=(0, 2),
+        tokens, expected_num_trainable_weights=12, expected_num_non_trainable_weights=0,
+        expected_output_shape=(2, 3, 6, 16), mask=MASK, output_mask_axes=(0, 2),
         atol=1e-5,
     )
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests.harness import run_layer_test
-from tests.layers.test_transformer_encoder_block import _layer_norm
+from tests.layers.conftest import layer_norm
 from tfpretrain.layers import TransformerDecoderBlock, TransformerEncoderBlock
 from tfpretrain.layers.transformer_decoder_block import causal_attention_mask
 
@@ -24,6 +24,8 @@ def test_harness(norm_first):
         TransformerDecoderBlock,
         {"num_heads": 2, "intermediate_dim": 16, "dropout": 0.0, "norm_first": norm_first},
         RNG.normal(size=(2, 6, 8)).astype("float32"),
+        expected_num_trainable_weights=16,  # 4 attention and 2 feed-forward kernels and biases, 2 norms' gamma and beta
+        expected_num_non_trainable_weights=0,
         expected_output_shape=(2, 6, 8), mask=MASK,
     )
 
@@ -36,7 +38,7 @@ def _reference(block, x):
 
     def norm(layer, h):
         gamma, beta = (np.asarray(w, "float64") for w in layer.weights)
-        return _layer_norm(h, gamma, beta, block.layer_norm_epsilon)
+        return layer_norm(h, gamma, beta, block.layer_norm_epsilon)
 
     batch, length, hidden = x.shape
     heads, size = block.num_heads, hidden // block.num_heads

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tests.harness import run_layer_test
+from tests.layers.conftest import layer_norm
 from tfpretrain.layers import TransformerEncoderBlock
 
 RNG = np.random.default_rng(0)
@@ -20,14 +21,10 @@ def test_harness(norm_first):
         TransformerEncoderBlock,
         {"num_heads": 2, "intermediate_dim": 16, "dropout": 0.0, "norm_first": norm_first},
         RNG.normal(size=(2, 6, 8)).astype("float32"),
+        expected_num_trainable_weights=16,  # 4 attention and 2 feed-forward kernels and biases, 2 norms' gamma and beta
+        expected_num_non_trainable_weights=0,
         expected_output_shape=(2, 6, 8), mask=MASK,
     )
-
-
-def _layer_norm(x, gamma, beta, epsilon):
-    mean = x.mean(-1, keepdims=True)
-    variance = x.var(-1, keepdims=True)
-    return (x - mean) / np.sqrt(variance + epsilon) * gamma + beta
 
 
 def _reference(block, x, mask):
@@ -38,7 +35,7 @@ def _reference(block, x, mask):
 
     def norm(layer, h):
         gamma, beta = (np.asarray(w) for w in layer.weights)
-        return _layer_norm(h, gamma, beta, block.layer_norm_epsilon)
+        return layer_norm(h, gamma, beta, block.layer_norm_epsilon)
 
     batch, length, hidden = x.shape
     heads, size = block.num_heads, hidden // block.num_heads

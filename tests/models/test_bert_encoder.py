@@ -201,6 +201,7 @@ def test_masked_lm_ties_the_embedding_matrix():
     assert len({id(v) for v in model.weights}) == len(model.weights)
 
 
+@pytest.mark.slow
 def test_masked_lm_trains_with_xla_and_reports_metrics():
     encoder = BertEncoder(**SMALL, dropout=0.0)
     model = BertMaskedLM(encoder)
@@ -223,6 +224,7 @@ def test_masked_lm_trains_with_xla_and_reports_metrics():
         np.testing.assert_allclose(a[key], b[key], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_masked_lm_mixed_float16_gives_float32_logits():
     encoder = BertEncoder(**SMALL, dtype="mixed_float16")
     model = BertMaskedLM(encoder)
@@ -255,6 +257,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_masked_lm_trains_under_mirrored_strategy():
     """In a fresh process: the CPU must be split into logical devices before TensorFlow starts."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}

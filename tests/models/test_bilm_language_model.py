@@ -2,12 +2,14 @@
 
 import keras
 import numpy as np
+import pytest
 
 from tfpretrain.models import BiLMLanguageModel
 from tfpretrain.models.bilm import BILM_PRESETS
-from tfpretrain.pipelines.pretrain_bilm import count_tokens, word_lookup
-from tfpretrain.text import build_vocabulary, language_model_dataset
-from tfpretrain.text.datasets import LANGUAGE_MODEL_RESERVED
+from tfpretrain.models.bilm import LANGUAGE_MODEL_RESERVED, count_tokens, language_model_dataset, word_lookup
+from tfpretrain.text import build_vocabulary
+
+pytestmark = pytest.mark.slow  # trains on real text (about 30 s each)
 
 
 def _ewt_corpus(shared_data, tmp_path, num_lines):
@@ -53,7 +55,7 @@ def test_language_model_trains_under_xla(shared_data, tmp_path):
     corpus, vocabulary = _ewt_corpus(shared_data, tmp_path, 400)
     lookup = word_lookup(vocabulary)
     # One bucket of static shape: one compiled train step and one evaluation step.
-    options = dict(batch_size=32, max_length=32, bucket_boundaries=(), static_shapes=True, heldout_every=10)
+    options = dict(batch_size=32, sequence_length=32, bucket_boundaries=(), static_shapes=True, heldout_every=10)
     train = language_model_dataset([str(corpus)], lookup, seed=0, **options)
     heldout = language_model_dataset([str(corpus)], lookup, heldout=True, shuffle_buffer=0, **options)
     keras.utils.set_random_seed(0)

@@ -12,12 +12,13 @@ from tfpretrain.models.gpt import (
     GPT_RESERVED_TOKENS,
     GptCausalLM,
     GptDecoder,
+    causal_lm_dataset,
     is_gpt_dir,
     load_gpt,
     save_gpt,
     tied_logits,
 )
-from tfpretrain.text import WordPieceTokenizer, causal_lm_dataset, learn_wordpiece_vocabulary
+from tfpretrain.text import WordPieceTokenizer, learn_wordpiece_vocabulary
 
 RNG = np.random.default_rng(0)
 SMALL = {"num_layers": 2, "num_heads": 2, "hidden_dim": 16, "intermediate_dim": 32, "max_sequence_length": 24,
@@ -36,6 +37,7 @@ def expected_parameters(vocabulary_size, num_layers, hidden_dim, intermediate_di
     return (vocabulary_size + max_sequence_length) * hidden_dim + num_layers * block + 2 * hidden_dim
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", sorted(GPT_PRESETS))
 def test_presets_build_with_the_expected_sizes(preset):
     decoder = GptDecoder(vocabulary_size=1000, **GPT_PRESETS[preset])
@@ -204,12 +206,14 @@ def trained(shared_data):
     return model, history.history
 
 
+@pytest.mark.slow
 def test_training_lowers_perplexity(trained):
     _, history = trained
     assert history["perplexity"][-1] < 0.6 * history["perplexity"][0], history
     assert history["perplexity"][-1] < 200  # the vocabulary has about 600 pieces
 
 
+@pytest.mark.slow
 def test_cached_greedy_generation_equals_uncached_token_for_token(trained):
     model, _ = trained
     prompts = ["the", "i would like to", "", "we went to the store and bought some"]
@@ -221,6 +225,7 @@ def test_cached_greedy_generation_equals_uncached_token_for_token(trained):
     assert sampled == model.generate(prompts, max_new_tokens=16, sampler="top_k", k=20, seed=3, use_cache=False)
 
 
+@pytest.mark.slow
 def test_sampling_is_reproducible_by_seed(trained):
     model, _ = trained
     prompt = ["the"] * 4
@@ -257,6 +262,7 @@ def test_split_generated_cuts_at_the_stop_token_and_the_budget():
     assert split_generated(token_ids, [2, 1, 3], 2) == [[8, 9], [4, 4], [6, 6]]
 
 
+@pytest.mark.slow
 def test_empty_and_too_long_prompts(trained):
     model, _ = trained
     text = model.generate("", max_new_tokens=5)
@@ -275,6 +281,7 @@ def test_empty_and_too_long_prompts(trained):
         GptCausalLM(model.decoder).generate("the")
 
 
+@pytest.mark.slow
 def test_save_and_load_round_trip(trained, tmp_path):
     model, _ = trained
     save_gpt(tmp_path / "gpt", model.decoder, model.tokenizer)
@@ -289,6 +296,7 @@ def test_save_and_load_round_trip(trained, tmp_path):
     assert GptCausalLM(decoder, tokenizer).generate("the", max_new_tokens=8) == model.generate("the", max_new_tokens=8)
 
 
+@pytest.mark.slow
 def test_load_errors_name_the_problem(trained, tmp_path):
     model, _ = trained
     with pytest.raises(FileNotFoundError, match="does not exist"):

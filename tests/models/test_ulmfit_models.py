@@ -24,7 +24,7 @@ from tfpretrain.models.ulmfit import (
     save_awd_lstm,
 )
 from tfpretrain.text.readers import read_text
-from tfpretrain.text.word_lm_datasets import WordTokenizer, build_word_vocabulary, word_lm_dataset
+from tfpretrain.models.ulmfit import WordTokenizer, build_word_vocabulary, word_lm_dataset
 
 RNG = np.random.default_rng(0)
 WORDS = ["</S>", "the", "film", "is", "good", "bad", "a", "."]
@@ -109,6 +109,7 @@ def test_language_model_ties_the_output_projection_to_the_embedding():
 
 def test_output_bias_harness():
     run_layer_test(OutputBias, {"units": 5}, RNG.normal(size=(2, 3, 5)).astype("float32"),
+                   expected_num_trainable_weights=1, expected_num_non_trainable_weights=0,
                    expected_output_shape=(2, 3, 5), expected_output_dtype="float32")
 
 
@@ -175,7 +176,7 @@ def test_short_fit_lowers_the_loss_on_an_ewt_slice(ewt_slice):
 
 def test_classifier_concat_pooling_equals_numpy_over_the_real_words():
     encoder = AwdLstmEncoder(len(WORDS) + 2, **TINY)
-    classifier = build_ulmfit_classifier(encoder, num_classes=3)
+    classifier = build_ulmfit_classifier(encoder, num_labels=3)
     tokenizer = WordTokenizer(WORDS)
     ids = tokenizer(tf.constant(["the film is good .", "bad", "a bad , bad film"])).to_tensor()  # (3, 6)
     assert classifier(ids).shape == (3, 3) and classifier(ids).dtype == tf.float32
@@ -192,7 +193,7 @@ def test_classifier_concat_pooling_equals_numpy_over_the_real_words():
 
 def test_classifier_trains_and_reloads_from_a_keras_file(tmp_path):
     classifier = build_ulmfit_classifier(AwdLstmEncoder(len(WORDS) + 2, **CLASSIFIER_DROPOUTS, **{
-        k: TINY[k] for k in ("embedding_dim", "hidden_dim", "num_layers")}), num_classes=2)
+        k: TINY[k] for k in ("embedding_dim", "hidden_dim", "num_layers")}), num_labels=2)
     classifier.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     ids = _ids(8, 5)
     history = classifier.fit(ids, RNG.integers(0, 2, size=8), epochs=2, batch_size=4, verbose=0)
@@ -200,8 +201,8 @@ def test_classifier_trains_and_reloads_from_a_keras_file(tmp_path):
     classifier.save(tmp_path / "classifier.keras")
     reloaded = keras.saving.load_model(tmp_path / "classifier.keras")
     np.testing.assert_allclose(reloaded(ids), classifier(ids), atol=1e-5)
-    with pytest.raises(ValueError, match="num_classes"):
-        build_ulmfit_classifier(classifier.layers[1], num_classes=1)
+    with pytest.raises(ValueError, match="num_labels"):
+        build_ulmfit_classifier(classifier.layers[1], num_labels=1)
 
 
 # --- Layer groups -------------------------------------------------------------------------------
@@ -215,7 +216,7 @@ def test_layer_groups_cover_every_weight_once_bottom_first():
     encoder = AwdLstmEncoder(len(WORDS) + 2, **{**TINY, "num_layers": 3})
     lm = _tiny_lm()
     lm(_ids())
-    classifier = build_ulmfit_classifier(encoder, num_classes=2)
+    classifier = build_ulmfit_classifier(encoder, num_labels=2)
     assert _group_names(layer_groups(encoder)) == [
         ["token_embedding", "input_dropout"], ["lstm_0", "hidden_dropout_0"], ["lstm_1", "hidden_dropout_1"],
         ["lstm_2"],

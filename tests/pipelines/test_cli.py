@@ -11,25 +11,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from tests.conftest import REPO_ROOT
-
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-
-
-def cli(*args, input=None, check=True, timeout=600):
-    result = subprocess.run([sys.executable, "-m", "tfpretrain", *map(str, args)], input=input,
-                            capture_output=True, text=True, env=ENV, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"tfpretrain {args[0]} failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    return result
-
-
-def write_slice(source, target, num_sentences):
-    """Copies the first sentences of a blank-line separated file into tmp (never into the repo)."""
-    with open(source, encoding="utf-8") as f:
-        blocks = f.read().split("\n\n")[:num_sentences]
-    target.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
-    return target
+from tests.conftest import ENV, REPO_ROOT, cli, write_slice
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +32,37 @@ def test_help_lists_the_commands():
         assert command in out
 
 
+def test_help_does_not_import_tensorflow():
+    """The parser takes its choices from light library modules: ``--help`` and argument errors are instant."""
+    code = "import sys; from tfpretrain.pipelines import cli; cli.build_parser(); print('tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert result.stdout.split() == ["False"], result.stderr[-2000:]
+
+
+def test_cli_choices_are_the_library_s():
+    """Choices the CLI cannot import without TensorFlow equal the library's constants."""
+    from tfpretrain.models.bert.embedder import LAYER_COMBINATIONS
+    from tfpretrain.models.gpt.generation import SAMPLERS
+    from tfpretrain.models.model_dir import TASKS
+    from tfpretrain.pipelines import cli
+
+    assert cli.SAMPLERS == SAMPLERS
+    assert set(cli.LAYER_COMBINATIONS) == set(LAYER_COMBINATIONS) - {"scalar_mix"}  # a learned mix needs training
+    assert cli.TASKS is TASKS
+
+
+def test_every_command_is_an_add_and_run_pair():
+    """Each sub-command is declared by ``add_<command>`` and runs ``run_<command>`` (set_defaults), side by side."""
+    from tfpretrain.pipelines import cli
+
+    subparsers = next(a for a in cli.build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert len(subparsers.choices) == len(cli.COMMANDS) >= 14
+    for name, parser in subparsers.choices.items():
+        function = name.replace("-", "_")
+        assert parser.get_default("run") is getattr(cli, f"run_{function}"), name
+        assert getattr(cli, f"add_{function}") in cli.COMMANDS, name
+
+
 @pytest.fixture(scope="module")
 def bilm(work):
     out = work["root"] / "bilm"
@@ -68,6 +81,7 @@ def upos_tagger(work, bilm):
     return out
 
 
+@pytest.mark.slow
 def test_train_on_conllu_with_bilm_then_evaluate(work, upos_tagger):
     for name in ("model.keras", "preprocessor.json", "tagger.json", "history.csv", "training_curves.png"):
         assert (upos_tagger / name).exists(), name
@@ -81,6 +95,7 @@ def test_train_on_conllu_with_bilm_then_evaluate(work, upos_tagger):
     )
 
 
+@pytest.mark.slow
 def test_tag_arguments_stdin_and_json(upos_tagger):
     conll = cli("tag", "--model", upos_tagger, "The dog barked .", "Hi").stdout
     rows = [line.split("\t") for line in conll.strip().splitlines() if line]
@@ -120,6 +135,7 @@ def _texts_arg():
     return json.dumps([t for t in ODD_TEXTS])
 
 
+@pytest.mark.slow
 def test_export_saved_model_answers_in_a_fresh_process(work, upos_tagger):
     root = work["root"] / "saved_models"
     first = cli("export", "--model", upos_tagger, "--name", "upos", "--root", root).stdout.strip().splitlines()[-1]
@@ -153,6 +169,7 @@ def test_export_saved_model_answers_in_a_fresh_process(work, upos_tagger):
     assert "signature_def['serving_default']" in shown.stdout and "signature_def['tag_ids']" in shown.stdout
 
 
+@pytest.mark.slow
 def test_ids_only_saved_model_needs_no_tensorflow_text(work, upos_tagger):
     root = work["root"] / "ids_only"
     path = cli("export", "--model", upos_tagger, "--name", "upos", "--root", root, "--ids-only").stdout.split()[-1]
@@ -164,7 +181,7 @@ def test_ids_only_saved_model_needs_no_tensorflow_text(work, upos_tagger):
         "print(json.dumps({'tags': out['tags'].numpy().tolist(), 'tftext': 'tensorflow_text' in sys.modules},"
         " default=bytes.decode))\n"
     )
-    from tfpretrain.pipelines.export import serving_module
+    from tfpretrain.export.serving import serving_module
 
     module, signatures = serving_module(str(upos_tagger))
     features = module.preprocessor(module.preprocessor.tokenize(["The dog barked .", "Hi"]).to_tensor())
@@ -178,9 +195,10 @@ def test_ids_only_saved_model_needs_no_tensorflow_text(work, upos_tagger):
     assert served["tags"] == [[t.decode() for t in row] for row in expected]
 
 
+@pytest.mark.slow
 def test_tflite_tags_equal_keras_on_every_dev_sentence(work, upos_tagger, shared_data):
     from tfpretrain.export.tflite import TfliteModel
-    from tfpretrain.pipelines.export import serving_module
+    from tfpretrain.export.serving import serving_module
     from tfpretrain.text.readers import read_conllu
 
     float_path, int8_path = work["root"] / "upos.tflite", work["root"] / "upos_int8.tflite"
@@ -227,6 +245,7 @@ def _path_log_probability_gap(module, text, tags_a, tags_b):
     return float(abs(a[0] - b[0]))
 
 
+@pytest.mark.slow
 def test_predict_gives_the_same_answers_from_keras_savedmodel_and_tflite(work, upos_tagger):
     saved = cli("export", "--model", upos_tagger, "--name", "predict", "--root", work["root"] / "sm").stdout.split()[-1]
     tflite = work["root"] / "predict.tflite"
@@ -244,6 +263,7 @@ def test_predict_gives_the_same_answers_from_keras_savedmodel_and_tflite(work, u
     assert result.returncode == 2 and "--name NAME" in result.stderr
 
 
+@pytest.mark.slow
 def test_train_on_iob2_without_bilm(work):
     out = work["root"] / "ner"
     train = write_slice(work["iob2"], work["root"] / "ner_train.iob2", 300)
@@ -258,6 +278,7 @@ def test_train_on_iob2_without_bilm(work):
     assert 0.0 <= scores["f1"] <= 1.0 and scores["accuracy"] > 0.5
 
 
+@pytest.mark.slow
 def test_bad_input_files_give_clear_errors(work, upos_tagger):
     bad = work["root"] / "bad.conllu"
     bad.write_text("# text = a b\n1\ta\ta\tDET\n2\tb\n\n", encoding="utf-8")
@@ -277,6 +298,7 @@ def test_bad_input_files_give_clear_errors(work, upos_tagger):
     assert result.returncode == 2 and "no such model; give a model directory" in result.stderr
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_from_its_checkpoint(work):
     out = work["root"] / "resume"
     args = [sys.executable, "-m", "tfpretrain", "train-tagger", "--train", str(work["conllu_train"]), "--dev",
@@ -304,6 +326,7 @@ def test_killed_training_resumes_from_its_checkpoint(work):
     assert (out / "model.keras").exists()
 
 
+@pytest.mark.slow
 def test_conll2003_iob1_file_trains_as_iob2(work):
     """CoNLL-2003 files use IOB1 (I-X may start a chunk): the CRF must still see valid BIO paths."""
     rows = [("EU NNP B-NP I-ORG", "rejects VBZ B-VP O", "German JJ B-NP I-MISC", "call NN I-NP O",
@@ -328,6 +351,7 @@ def _readme_requests():
             re.findall(r"<!-- request: ([\w-]+) -->\n```json\n(.*?)\n```", text, flags=re.S)}
 
 
+@pytest.mark.slow
 def test_readme_request_bodies_run_through_the_signatures(work, upos_tagger):
     """The REST and gRPC bodies of saved_models/README.md, fed to the SavedModel as TF Serving would."""
     import tensorflow_text  # noqa: F401  (registers the ops, as a server must)

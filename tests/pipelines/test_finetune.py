@@ -2,7 +2,6 @@
 
 import json
 import math
-import os
 import random
 import shutil
 import subprocess
@@ -11,27 +10,13 @@ import sys
 import numpy as np
 import pytest
 
+from tests.conftest import ENV, make_bert_dir, write_head, write_sentences
 from tfpretrain.pipelines.finetune import evaluate, load_task_model, predict, run
 from tfpretrain.text.readers import DataFormatError, read_iob2
 
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-ENCODER = {"num_layers": 2, "num_heads": 2, "hidden_dim": 64, "intermediate_dim": 128, "max_sequence_length": 128}
+pytestmark = pytest.mark.slow  # fine-tunes BERT on every task
+
 FAST = {"epochs": 1, "batch_size": 32, "learning_rate": 1e-3, "verbose": 0}
-
-
-def _head(source, target, num_lines):
-    """Copies the header and the first data lines of a TSV file into tmp (never into the repo)."""
-    with open(source, encoding="utf-8") as f:
-        lines = [next(f) for _ in range(num_lines + 1)]
-    target.write_text("".join(lines), encoding="utf-8")
-    return target
-
-
-def _sentences(source, target, start, stop):
-    with open(source, encoding="utf-8") as f:
-        blocks = [b for b in f.read().split("\n\n") if b.strip()][start:stop]
-    target.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
-    return target
 
 
 @pytest.fixture(scope="module")
@@ -40,34 +25,18 @@ def data(shared_data, tmp_path_factory):
     uner = shared_data / "uner_english_ewt" / "dev.iob2"
     return {
         "root": root,
-        "sst2_train": _head(shared_data / "sst2" / "train.tsv", root / "sst2_train.tsv", 400),
-        "sst2_dev": _head(shared_data / "sst2" / "dev.tsv", root / "sst2_dev.tsv", 200),
-        "rte_train": _head(shared_data / "rte" / "train.tsv", root / "rte_train.tsv", 200),
-        "rte_dev": _head(shared_data / "rte" / "dev.tsv", root / "rte_dev.tsv", 100),
-        "uner_train": _sentences(uner, root / "uner_train.iob2", 0, 400),
-        "uner_dev": _sentences(uner, root / "uner_dev.iob2", 400, 600),
+        "sst2_train": write_head(shared_data / "sst2" / "train.tsv", root / "sst2_train.tsv", 400),
+        "sst2_dev": write_head(shared_data / "sst2" / "dev.tsv", root / "sst2_dev.tsv", 200),
+        "rte_train": write_head(shared_data / "rte" / "train.tsv", root / "rte_train.tsv", 200),
+        "rte_dev": write_head(shared_data / "rte" / "dev.tsv", root / "rte_dev.tsv", 100),
+        "uner_train": write_sentences(uner, root / "uner_train.iob2", 0, 400),
+        "uner_dev": write_sentences(uner, root / "uner_dev.iob2", 400, 600),
     }
 
 
 @pytest.fixture(scope="module")
 def bert_dir(data):
     return make_bert_dir(data, data["root"] / "bert")
-
-
-def make_bert_dir(data, out):
-    """A BERT directory with a random tiny encoder and a WordPiece vocabulary learned from the slices."""
-    from tfpretrain.models.bert.encoder import BertEncoder
-    from tfpretrain.models.bert.saving import save_bert
-    from tfpretrain.text.task_readers import read_classification_tsv, read_pair_tsv
-    from tfpretrain.text.wordpiece import WordPieceTokenizer, learn_wordpiece_vocabulary
-
-    texts = [e.texts[0] for e in read_classification_tsv(data["sst2_train"])]
-    texts += [t for e in read_pair_tsv(data["rte_train"]) for t in e.texts]
-    texts += [" ".join(s.tokens) for s in read_iob2(data["uner_train"])]
-    tokenizer = WordPieceTokenizer(learn_wordpiece_vocabulary(texts, 1500))
-    encoder = BertEncoder(vocabulary_size=tokenizer.vocabulary_size(), **ENCODER)
-    save_bert(str(out), encoder, tokenizer)
-    return out
 
 
 def test_classify_sst2_run_evaluate_predict(bert_dir, data, tmp_path):

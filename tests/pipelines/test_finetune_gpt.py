@@ -8,10 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import CHOICES, write_choice_files
-from tests.pipelines.test_finetune import ENV, _head
+from tests.conftest import CHOICES, ENV, write_choice_files, write_head
 from tfpretrain.pipelines.finetune import evaluate, load_task_model, predict, run
 from tfpretrain.text.task_readers import read_classification_tsv, read_pair_tsv
+
+pytestmark = pytest.mark.slow  # fine-tunes GPT on every task
 
 DECODER = {"num_layers": 2, "num_heads": 2, "hidden_dim": 64, "intermediate_dim": 128, "max_sequence_length": 64}
 FAST = {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "sequence_length": 48, "verbose": 0}
@@ -22,10 +23,10 @@ def data(shared_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("gpt_finetune_data")
     files = {
         "root": root,
-        "sst2_train": _head(shared_data / "sst2" / "train.tsv", root / "sst2_train.tsv", 200),
-        "sst2_dev": _head(shared_data / "sst2" / "dev.tsv", root / "sst2_dev.tsv", 60),
-        "rte_train": _head(shared_data / "rte" / "train.tsv", root / "rte_train.tsv", 96),
-        "rte_dev": _head(shared_data / "rte" / "dev.tsv", root / "rte_dev.tsv", 40),
+        "sst2_train": write_head(shared_data / "sst2" / "train.tsv", root / "sst2_train.tsv", 200),
+        "sst2_dev": write_head(shared_data / "sst2" / "dev.tsv", root / "sst2_dev.tsv", 60),
+        "rte_train": write_head(shared_data / "rte" / "train.tsv", root / "rte_train.tsv", 96),
+        "rte_dev": write_head(shared_data / "rte" / "dev.tsv", root / "rte_dev.tsv", 40),
     }
     write_choice_files(files)  # which of two endings fits the review
     return files

@@ -9,8 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from tfpretrain.pipelines.finetune_qa import evaluate, load_qa_model, predict, run
+from tfpretrain.models.bert.question_answering import load_qa_model
+from tfpretrain.pipelines.finetune_qa import evaluate, predict, run
 from tfpretrain.text.squad import SquadFormatError
+
+pytestmark = pytest.mark.slow  # fine-tunes BERT for QA
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 ENCODER = {"num_layers": 2, "num_heads": 2, "hidden_dim": 64, "intermediate_dim": 128, "max_sequence_length": 128}

@@ -13,6 +13,8 @@ from tests.conftest import write_ewt_text
 
 from tfpretrain.pipelines import generate, lm_pretraining, pretrain_gpt
 
+pytestmark = pytest.mark.slow  # pretrains GPT through the CLI
+
 
 @pytest.fixture(scope="module")
 def corpus(shared_data, tmp_path_factory):

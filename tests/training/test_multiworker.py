@@ -25,7 +25,7 @@ WORKER_SCRIPT = """
 import sys
 from tfpretrain.pipelines import pretrain_bert
 pretrain_bert.remove_worker_dir = lambda out_dir, strategy: None
-from tfpretrain.cli import main
+from tfpretrain.pipelines.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -55,6 +55,7 @@ def corpus(shared_data, tmp_path_factory):
     return write_ewt_text(shared_data, tmp_path_factory.mktemp("multiworker_corpus") / "ewt.txt", 600)
 
 
+@pytest.mark.slow
 def test_two_workers_on_loopback_train_identical_weights_and_the_loss_falls(corpus, tmp_path):
     out = tmp_path / "bert"
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]

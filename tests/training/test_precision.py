@@ -67,6 +67,7 @@ def pretrain_bert(text, init_dir, out_dir, setting):
     return logged_losses(out_dir)
 
 
+@pytest.mark.slow
 def test_bert_masked_lm_pretraining_in_bfloat16_and_float16(ewt_lines, ewt_text, tmp_path, monkeypatch):
     from tfpretrain.models.bert import load_bert
     from tfpretrain.pipelines import lm_pretraining
@@ -94,6 +95,7 @@ def uner_slices(shared_data, tmp_path_factory):
     return folder / "train.iob2", folder / "dev.iob2"
 
 
+@pytest.mark.slow
 def test_crf_tagger_in_bfloat16_and_the_saved_tagger_reloads_in_float32(uner_slices, tmp_path):
     from tfpretrain.models.tagger.saving import load_tagger
     from tfpretrain.pipelines import predict, train_tagger
@@ -112,14 +114,15 @@ def test_crf_tagger_in_bfloat16_and_the_saved_tagger_reloads_in_float32(uner_sli
     assert len(answers) == 1 and len(answers[0]["tags"]) == 9, answers
 
 
+@pytest.mark.slow
 def test_ulmfit_language_model_in_bfloat16_and_with_xla(ewt_text, tmp_path):
-    from tfpretrain.pipelines import ulmfit
+    from tfpretrain.pipelines.ulmfit_language_model import pretrain_lm
 
     losses = {}
     for setting in ("float32", "mixed_bfloat16", "xla"):
-        ulmfit.pretrain_lm([ewt_text], tmp_path / setting, preset="tiny", epochs=2, steps_per_epoch=6,
-                           sequence_length=20, batch_size=8, precision="float32" if setting == "xla" else setting,
-                           jit_compile=setting == "xla", seed=0, **QUIET)
+        pretrain_lm([ewt_text], tmp_path / setting, preset="tiny", epochs=2, steps_per_epoch=6,
+                    sequence_length=20, batch_size=8, precision="float32" if setting == "xla" else setting,
+                    jit_compile=setting == "xla", seed=0, **QUIET)
         losses[setting] = logged_losses(tmp_path / setting)
     check_against_float32(losses)
 
@@ -164,7 +167,7 @@ TRAINING_COMMANDS = {
 
 @pytest.mark.parametrize("command", sorted(TRAINING_COMMANDS))
 def test_every_training_command_takes_precision_and_xla(command):
-    from tfpretrain import cli
+    from tfpretrain.pipelines import cli
 
     parser = cli.build_parser()
     bucketed = command in ("pretrain-bilm", "train-tagger", "ulmfit")  # batches by length: --static-shapes too
@@ -184,7 +187,7 @@ def test_every_training_command_takes_precision_and_xla(command):
 
 @pytest.mark.parametrize("option", [["--precision", "float8"], ["--xla", "yes"]])
 def test_an_unknown_precision_or_xla_value_is_rejected_naming_the_choices(option, capsys):
-    from tfpretrain import cli
+    from tfpretrain.pipelines import cli
 
     with pytest.raises(SystemExit) as error:
         cli.build_parser().parse_args(["train-tagger", *TRAINING_COMMANDS["train-tagger"], *option])
@@ -196,7 +199,7 @@ def test_an_unknown_precision_or_xla_value_is_rejected_naming_the_choices(option
 
 
 def test_the_cli_choices_are_the_precision_module_s():
-    from tfpretrain import cli
+    from tfpretrain.pipelines import cli
     from tfpretrain.training.precision import XLA_MODES
 
     assert cli.PRECISIONS == PRECISIONS and cli.XLA_MODES == XLA_MODES

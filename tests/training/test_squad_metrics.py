@@ -8,10 +8,11 @@ replace TensorFlow). Its scores are fractions; ours are percentages.
 
 import json
 import random
+import re
 
 import pytest
 
-from tfpretrain.text.squad import read_squad, split_words
+from tfpretrain.text.squad import read_squad
 from tfpretrain.training.squad_metrics import exact_match, f1_score, normalize_answer, squad_scores
 
 
@@ -54,6 +55,12 @@ def test_corpus_scores_take_the_best_reference_and_count_unanswered_as_zero():
     assert scores["exact_match"] == pytest.approx(100 * 2 / 3)  # "Broncos" == normalised "the Broncos"
     assert scores["f1"] == pytest.approx(100 * 2 / 3)
     assert scores["num_questions"] == 3 and scores["num_unanswered"] == 1
+
+
+def split_words(text):
+    """The whitespace-separated words of ``text`` with their character offsets: ``(words, starts, ends)``."""
+    matches = list(re.finditer(r"\S+", text))  # \s: Python's str.isspace characters, where SQuAD splits words
+    return [m.group() for m in matches], [m.start() for m in matches], [m.end() for m in matches]
 
 
 def _perturbed_predictions(questions, rng):

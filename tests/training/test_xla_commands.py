@@ -20,8 +20,9 @@ import os
 import keras
 import pytest
 
-from tests.conftest import logged_losses, write_choice_files, write_ewt_text
-from tests.pipelines.test_finetune import _head, _sentences
+from tests.conftest import logged_losses, write_choice_files, write_ewt_text, write_head, write_sentences
+
+pytestmark = pytest.mark.slow  # trains every command under XLA
 
 QUIET = dict(verbose=0, log=lambda *args: None)
 FALLS = "falls"  # the last epoch's loss must lie below the first's; a number instead: a ceiling (no learning expected)
@@ -36,10 +37,10 @@ def data(shared_data, tmp_path_factory):
     files = {
         "root": root,
         "ewt": write_ewt_text(shared_data, root / "ewt.txt", 200),
-        "sst2_train": _head(shared_data / "sst2" / "train.tsv", root / "sst2_train.tsv", 64),
-        "sst2_dev": _head(shared_data / "sst2" / "dev.tsv", root / "sst2_dev.tsv", 16),
-        "uner_train": _sentences(uner, root / "uner_train.iob2", 0, 32),
-        "uner_dev": _sentences(uner, root / "uner_dev.iob2", 32, 48),
+        "sst2_train": write_head(shared_data / "sst2" / "train.tsv", root / "sst2_train.tsv", 64),
+        "sst2_dev": write_head(shared_data / "sst2" / "dev.tsv", root / "sst2_dev.tsv", 16),
+        "uner_train": write_sentences(uner, root / "uner_train.iob2", 0, 32),
+        "uner_dev": write_sentences(uner, root / "uner_dev.iob2", 32, 48),
         "squad_train": shared_data / "squad_v1.1_sample" / "train.json",
         "squad_dev": root / "squad_dev.json",
     }
@@ -151,12 +152,13 @@ def finetune_gpt_choice(data, out, gpt_dir):
 
 def ulmfit_lm_and_classifier(data, out):
     """Stage 1 (stage 2 runs the same `pretrain_lm` from stage 1's directory) and stage 3 from its LM."""
-    from tfpretrain.pipelines import ulmfit
+    from tfpretrain.pipelines.ulmfit_classifier import train_classifier
+    from tfpretrain.pipelines.ulmfit_language_model import pretrain_lm
 
-    ulmfit.pretrain_lm([str(data["ewt"])], str(out / "lm"), preset="tiny", epochs=2, steps_per_epoch=3,
-                       sequence_length=20, batch_size=8, jit_compile=True, **QUIET)
-    ulmfit.train_classifier(str(out / "lm"), str(data["sst2_train"]), str(data["sst2_dev"]), str(out / "classifier"),
-                            preset="tiny", epochs=2, batch_size=16, jit_compile=True, **QUIET)
+    pretrain_lm([str(data["ewt"])], str(out / "lm"), preset="tiny", epochs=2, steps_per_epoch=3,
+                sequence_length=20, batch_size=8, jit_compile=True, **QUIET)
+    train_classifier(str(out / "lm"), str(data["sst2_train"]), str(data["sst2_dev"]), str(out / "classifier"),
+                     preset="tiny", epochs=2, batch_size=16, jit_compile=True, **QUIET)
     # On 64 examples over a 6-step LM the classifier's loss rose in epoch 2 with and without XLA alike (0.95 -> 1.00
     # and 0.88 -> 1.14 without, 1.07 -> 1.57 with, over seeds and settings): it must only stay finite and bounded.
     return {out / "lm": FALLS, out / "classifier": 3.0}

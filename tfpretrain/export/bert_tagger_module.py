@@ -2,7 +2,8 @@
 
 import tensorflow as tf
 
-from tfpretrain.export.saved_model import cast_inputs, check_batch, pad_width, padded_words, spec
+from tfpretrain.export.saved_model import cast_inputs, check_batch, padded_words, spec
+from tfpretrain.models.bert.preprocessor import encode_words, word_tags
 from tfpretrain.text.tokenizer import tokenize_with_offsets
 from tfpretrain.text.vocabulary import PADDING_TOKEN
 
@@ -11,9 +12,11 @@ class BertTaggerModule(tf.Module):
     """A fine-tuned BERT tagger (softmax or CRF) with its tokenizer and tags: raw text in, one tag per word out.
 
     The text is split into words by `tfpretrain.text.tokenize_with_offsets`
-    (as `tfpretrain.pipelines.finetune.predict` splits it), each word is
-    tagged from its first word piece, and a word cut by truncation (beyond
-    ``sequence_length`` pieces) gets "O" and is counted.
+    (as `tfpretrain.pipelines.finetune.predict` splits it), packed by
+    `tfpretrain.models.bert.preprocessor.encode_words` and tagged from each
+    word's first word piece; a word cut by truncation (beyond
+    ``sequence_length`` pieces) gets "O" and is counted
+    (`tfpretrain.models.bert.preprocessor.word_tags`, as in fine-tuning's scores).
 
     Signatures:
 
@@ -30,7 +33,7 @@ class BertTaggerModule(tf.Module):
       ``word_mask`` is 0), ``tag_ids`` int32 (the index into task.json's ``tags``).
 
     Args:
-        model: the `BertTokenTagger` (`bert_tasks.load_task_model`).
+        model: the `BertTokenTagger` (`tfpretrain.models.task_model.load_task_model`).
         tokenizer: its `tfpretrain.text.WordPieceTokenizer`.
         options: its task.json (``tags``, ``sequence_length``).
     """
@@ -63,16 +66,10 @@ class BertTaggerModule(tf.Module):
                               "word_positions": word_positions, "word_mask": word_mask})
 
     def _tag_texts(self, texts):
-        from tfpretrain.pipelines.bert_tasks import encode_words
-
         texts = check_batch(texts)
         words, starts, ends = tokenize_with_offsets(texts)  # ragged (batch, words)
         packed, num_words_truncated = encode_words(self.tokenizer, words, self.sequence_length)
         outputs = padded_words(words, starts, ends)
-        lengths = outputs["lengths"]
-        width = tf.shape(outputs["words"])[1]
-        tags = pad_width(self._predict(packed)["tags"], width, PADDING_TOKEN)  # (batch, words)
-        position = tf.range(width)[None, :]
-        kept = (lengths - num_words_truncated)[:, None]
-        tags = tf.where(position < kept, tags, tf.where(position < lengths[:, None], "O", PADDING_TOKEN))
+        tags = word_tags(self._predict(packed)["tags"], outputs["lengths"], num_words_truncated,
+                         tf.shape(outputs["words"])[1], PADDING_TOKEN)  # (batch, words)
         return {**outputs, "tags": tags, "num_words_truncated": tf.cast(num_words_truncated, tf.int32)}

@@ -1,9 +1,16 @@
-"""Classifier serving modules (BERT, GPT, ULMFiT): raw strings in; label, score, probabilities, truncated out."""
+"""Classifier serving modules (BERT, GPT, ULMFiT): raw strings in; label, score, probabilities, truncated out.
+
+Thin wrappers: the texts are encoded by the architecture's preprocessor
+(`tfpretrain.models.bert.preprocessor.encode_texts`,
+`tfpretrain.models.gpt.preprocessor.encode_gpt_inputs`), as in fine-tuning.
+"""
 
 import tensorflow as tf
 
 from tfpretrain.export.saved_model import cast_inputs, check_batch, pad_width, spec
-from tfpretrain.pipelines.bert_tasks import TEXT_TASKS  # TODO(H-TASKS)
+from tfpretrain.models.bert.preprocessor import encode_texts
+from tfpretrain.models.gpt.preprocessor import encode_gpt_inputs, sequence_layout
+from tfpretrain.text.task_readers import TEXT_TASKS
 
 
 class _ClassifierModule(tf.Module):
@@ -106,12 +113,12 @@ class BertClassifierModule(_ClassifierModule):
       (batch, num_labels) (in the order of task.json's ``labels``),
       ``truncated`` bool (batch,) (the texts lost word pieces to the
       sequence length). The texts are packed as ``[CLS] a [SEP] (b [SEP])``
-      (`tfpretrain.pipelines.bert_tasks.encode_texts`).
+      (`tfpretrain.models.bert.preprocessor.encode_texts`).
     - ``classify_ids``: ``token_ids``, ``segment_ids``, ``padding_mask``
       int32 (batch, sequence_length) -> ``label``, ``score``, ``probabilities``.
 
     Args:
-        model: the Keras classifier (`bert_tasks.load_task_model`).
+        model: the Keras classifier (`tfpretrain.models.task_model.load_task_model`).
         tokenizer: its `tfpretrain.text.WordPieceTokenizer`.
         options: its task.json (``task``, ``labels``, ``sequence_length``).
     """
@@ -125,8 +132,6 @@ class BertClassifierModule(_ClassifierModule):
         super().__init__(model, options["labels"], _text_inputs(self.task), ids, name=f"bert_{self.task}")
 
     def _encode(self, texts, tokenizer):
-        from tfpretrain.pipelines.bert_tasks import encode_texts
-
         packed, truncated = encode_texts(tokenizer, _columns(self.task, texts), self.sequence_length)
         return _without_padding(cast_inputs(self.model, packed)), truncated
 
@@ -135,7 +140,7 @@ class GptClassifierModule(_ClassifierModule):
     """A GPT model fine-tuned for classify, pair, similarity or choice, with its tokenizer and labels.
 
     The texts become GPT-1 transfer sequences in the graph
-    (`tfpretrain.text.encode_gpt_inputs`).
+    (`tfpretrain.models.gpt.encode_gpt_inputs`).
 
     Signatures:
 
@@ -150,14 +155,12 @@ class GptClassifierModule(_ClassifierModule):
       similarity, num_choices for choice) -> ``label``, ``score``, ``probabilities``.
 
     Args:
-        model: the `GptTransferModel` (`bert_tasks.load_task_model`).
+        model: the `GptTransferModel` (`tfpretrain.models.task_model.load_task_model`).
         tokenizer: its `tfpretrain.text.WordPieceTokenizer`.
         options: its task.json.
     """
 
     def __init__(self, model, tokenizer, options):
-        from tfpretrain.text.gpt_transforms import sequence_layout
-
         self.tokenizer = tokenizer
         self.task = options["task"]
         self.sequence_length = int(options["sequence_length"])
@@ -168,8 +171,6 @@ class GptClassifierModule(_ClassifierModule):
         super().__init__(model, options["labels"], _text_inputs(self.task, num_labels), ids, name=f"gpt_{self.task}")
 
     def _encode(self, texts, tokenizer):
-        from tfpretrain.text.gpt_transforms import encode_gpt_inputs
-
         packed, truncated = encode_gpt_inputs(tokenizer, self.task, _columns(self.task, texts), self.sequence_length)
         return _without_padding(packed), truncated
 
@@ -178,7 +179,7 @@ class GptClassifierModule(_ClassifierModule):
 
 
 class UlmfitClassifierModule(_ClassifierModule):
-    """A ULMFiT classifier (`tfpretrain.pipelines.ulmfit.load_classifier`) with its word tokenizer and labels.
+    """A ULMFiT classifier (`tfpretrain.models.ulmfit.load_classifier`) with its word tokenizer and labels.
 
     Signatures:
 
@@ -191,7 +192,7 @@ class UlmfitClassifierModule(_ClassifierModule):
 
     Args:
         model: the Keras classifier.
-        tokenizer: its `tfpretrain.text.WordTokenizer`.
+        tokenizer: its `tfpretrain.models.ulmfit.WordTokenizer`.
         config: its config.json (``labels``, ``sequence_length``).
     """
 
@@ -208,10 +209,11 @@ class UlmfitClassifierModule(_ClassifierModule):
                          "classifiers and taggers export to TFLite")
 
     def _encode(self, texts, tokenizer):
+        from tfpretrain.models.ulmfit.preprocessor import classifier_token_ids
+
         (texts,) = texts
-        token_ids = tokenizer(texts)  # (batch, words) ragged, as ulmfit.classification_dataset
-        truncated = token_ids.row_lengths() > self.sequence_length
-        token_ids = token_ids[:, : self.sequence_length].to_tensor(0)  # (batch, time)
+        token_ids, truncated = classifier_token_ids(tokenizer, texts, self.sequence_length)  # as classification_dataset
+        token_ids = token_ids.to_tensor(0)  # (batch, time)
         return pad_width(token_ids, tf.maximum(tf.shape(token_ids)[1], 1), 0), truncated  # at least one step
 
     def _id_inputs(self, ids):

@@ -3,10 +3,11 @@
 import tensorflow as tf
 
 from tfpretrain.export.saved_model import check_batch, padded_words, spec
+from tfpretrain.models.bert.embedder import embed_batch
 
 
 class EmbeddingModule(tf.Module):
-    """Contextual word and sentence vectors of a BERT directory, as `tfpretrain.pipelines.embed.embed_texts`.
+    """Contextual word and sentence vectors of a BERT directory, by `tfpretrain.models.bert.embed_batch` (as ``embed``).
 
     Signatures:
 
@@ -48,8 +49,6 @@ class EmbeddingModule(tf.Module):
         return {name: tf.cast(outputs[name], tf.float32) for name in ("sentence_vector", "word_vectors")}
 
     def _embed_texts(self, texts):
-        from tfpretrain.pipelines.embed import embed_batch
-
         texts = check_batch(texts)
         outputs = embed_batch(self.embedder, self.tokenizer, texts, self.sequence_length)
         return {

@@ -30,7 +30,7 @@ def spec(name, shape, dtype=tf.string):
 
 def cast_inputs(model, inputs):
     """``inputs`` cast to the dtypes of the model's inputs (the id signatures take int32)."""
-    from tfpretrain.pipelines.bert_tasks import input_dtypes  # TODO(H-TASKS): import from the library
+    from tfpretrain.models.task_model import input_dtypes
 
     return {name: tf.cast(inputs[name], dtype) for name, dtype in input_dtypes(model).items()}
 

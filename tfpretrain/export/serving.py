@@ -1,7 +1,7 @@
-"""Fine-tuned task models as `tf.Module`s for SavedModel serving: raw strings in, labels, tags, answers, vectors out.
+"""Any model directory as a `tf.Module` for SavedModel serving: raw strings in, labels, tags, answers, vectors out.
 
-`build_serving_module` reads a model directory and wraps its model with the
-tokenisation, packing and label lookup of its task in one graph, so that
+`serving_module` reads a model directory (its kind from `model_kind`) and
+wraps its model with the tokenisation, packing and label lookup of its task in one graph, so that
 ``tf.saved_model.save(module, path, signatures=signatures)`` writes a
 SavedModel whose ``serving_default`` takes a batch of raw UTF-8 strings. A
 second signature on token ids serves the same model to a server built
@@ -9,6 +9,7 @@ without the tensorflow-text ops (which the string signatures need).
 
 | directory | module | ``serving_default`` inputs | second signature |
 |---|---|---|---|
+| tagger (CharCNN / BiLM / CRF) | `TaggingModule` | ``texts`` | ``tag_ids`` |
 | BERT classify | `BertClassifierModule` | ``texts`` | ``classify_ids`` |
 | BERT pair | `BertClassifierModule` | ``text_a``, ``text_b`` | ``classify_ids`` |
 | BERT tag (softmax or CRF) | `BertTaggerModule` | ``texts`` | ``tag_ids`` |
@@ -27,59 +28,43 @@ the input string's UTF-8 bytes, end exclusive.
 
 Example:
 
->>> module, signatures = build_serving_module("runs/sst2")
+>>> module, signatures = serving_module("runs/sst2")
 >>> tf.saved_model.save(module, "saved_models/sst2/1", signatures=signatures)
 >>> served = tf.saved_model.load("saved_models/sst2/1").signatures["serving_default"]
 >>> served(texts=tf.constant(["a gorgeous film"]))["label"].numpy()
 array([b'1'], dtype=object)
 """
 
-import os
-
 from tfpretrain.export.bert_tagger_module import BertTaggerModule
 from tfpretrain.export.classifier_modules import BertClassifierModule, GptClassifierModule, UlmfitClassifierModule
 from tfpretrain.export.embedding_module import EmbeddingModule
 from tfpretrain.export.question_answering_module import QuestionAnsweringModule
-from tfpretrain.pipelines.bert_tasks import TASK_FILE  # TODO(lead)
+from tfpretrain.export.tagging_module import TaggingModule
+from tfpretrain.models.model_dir import ModelKind, model_kind
 
-#: What `build_serving_module` exports, for its error messages.
+#: What `serving_module` exports, for its error messages.
 EXPORTABLE = ("a fine-tuned BERT or GPT directory (task.json: classify, pair, similarity, choice, tag, qa)",
               "a ULMFiT classifier directory (config.json with labels)",
               "a BERT directory (encoder.json: contextual embeddings)",
-              "a tagger directory (tagger.json: exported by TaggingModule)")
+              "a tagger directory (tagger.json: train-tagger)")
+#: What to do with a directory that holds a model but nothing to serve.
+_NEXT_STEP = {
+    ModelKind("gpt"): "fine-tune it first (`tfpretrain finetune --task classify|pair|similarity|choice`)",
+    ModelKind("ulmfit"): "train the classifier stage (`tfpretrain ulmfit --stage classifier`)",
+    ModelKind("bilm"): "train a tagger on it (`tfpretrain train-tagger --bilm DIR`) and export that",
+}
 
 
-def _describe(model_dir):
-    """What kind of directory ``model_dir`` is, for the error of a directory that cannot be exported."""
-    from tfpretrain.models.ulmfit.saving import is_awd_lstm_dir
-
-    def has(name):
-        return os.path.exists(os.path.join(model_dir, name))
-
-    if has("decoder.json"):
-        return ("a GPT language model without a task (no task.json); fine-tune it first "
-                "(`tfpretrain finetune --task classify|pair|similarity|choice`)")
-    if is_awd_lstm_dir(model_dir):
-        return ("an AWD-LSTM language model (ULMFiT stage 1 or 2), not a classifier; train the classifier stage "
-                "(`tfpretrain ulmfit --stage classifier`)")
-    if has("bilm.json"):
-        return "a biLM language model; train a tagger on it (`tfpretrain train-tagger`) and export that"
-    if has("encoder.json"):
-        return "an incomplete BERT directory (encoder.json without encoder.weights.h5, vocab.txt or tokenizer.json)"
-    return "not a model directory this project writes"
-
-
-def build_serving_module(model_dir, sequence_length=None, combination="last", sentence_pooling="mean"):
+def serving_module(model_dir, sequence_length=None, combination="last", sentence_pooling="mean"):
     """The serving `tf.Module` of a model directory and its signatures, ready for `tf.saved_model.save`.
 
     Args:
-        model_dir: a fine-tuned BERT or GPT directory (task.json: classify,
-            pair, similarity, choice, tag, qa), a ULMFiT classifier directory
-            or a plain BERT directory (contextual embeddings). Tagger
-            directories (tagger.json) are exported with
-            `tfpretrain.export.TaggingModule` instead.
+        model_dir: a tagger directory (``train-tagger``), a fine-tuned BERT or
+            GPT directory (task.json: classify, pair, similarity, choice,
+            tag, qa), a ULMFiT classifier directory or a plain BERT directory
+            (contextual embeddings).
         sequence_length, combination, sentence_pooling: plain BERT
-            directories only: the `tfpretrain.pipelines.embed.embed_texts`
+            directories only: the `tfpretrain.models.bert.load_embedder`
             options (sequence_length None: its default, 128 pieces).
 
     Returns:
@@ -88,48 +73,52 @@ def build_serving_module(model_dir, sequence_length=None, combination="last", se
         docstring for their tensors).
 
     Raises:
-        ValueError: for any other directory, naming what it is and what can be exported.
+        FileNotFoundError: no such directory, or one with files missing.
+        ValueError: a directory with nothing to serve (a language model
+            without a task), naming what it is and what to do.
     """
-    from tfpretrain.models.bert.saving import BERT_FILES
-    from tfpretrain.pipelines import ulmfit
-
-    model_dir = os.fspath(model_dir)
-    if not os.path.isdir(model_dir):
-        raise FileNotFoundError(f"model directory {model_dir} does not exist")
+    try:
+        kind = model_kind(model_dir)
+    except ValueError as error:
+        raise ValueError(f"{error}. What can be exported: {'; '.join(EXPORTABLE)}") from None
+    model_dir = str(model_dir)
     embedding_options = sequence_length is not None or combination != "last" or sentence_pooling != "mean"
-    if os.path.exists(os.path.join(model_dir, "tagger.json")):
-        raise ValueError(f"{model_dir} is a tagger directory (tagger.json); export it with "
-                         "tfpretrain.export.TaggingModule (`tfpretrain export` does)")
-    if os.path.exists(os.path.join(model_dir, TASK_FILE)) or ulmfit.is_classifier_dir(model_dir):
-        if embedding_options:
-            raise ValueError(f"{model_dir} holds a fine-tuned task model; sequence_length, combination and "
-                             "sentence_pooling apply to plain BERT directories (embeddings) only")
-        module = _task_module(model_dir)
-    elif all(os.path.exists(os.path.join(model_dir, name)) for name in BERT_FILES):
-        from tfpretrain.pipelines.embed import SEQUENCE_LENGTH, load_embedder
+    if embedding_options and kind != ModelKind("bert"):
+        raise ValueError(f"{model_dir} holds {kind.describe()}; sequence_length, combination and "
+                         "sentence_pooling apply to plain BERT directories (embeddings) only")
+    if kind.architecture == "tagger":
+        from tfpretrain.models.tagger.saving import load_tagger
+
+        model, preprocessor, _ = load_tagger(model_dir)
+        module = TaggingModule(model, preprocessor)
+    elif kind == ModelKind("ulmfit", "classify"):
+        from tfpretrain.models.ulmfit import load_classifier
+
+        module = UlmfitClassifierModule(*load_classifier(model_dir))
+    elif kind == ModelKind("bert"):
+        from tfpretrain.models.bert.embedder import SEQUENCE_LENGTH, load_embedder
 
         sequence_length = SEQUENCE_LENGTH if sequence_length is None else int(sequence_length)
         embedder, tokenizer = load_embedder(model_dir, combination, sentence_pooling, sequence_length)
         module = EmbeddingModule(embedder, tokenizer, sequence_length)
+    elif kind.task is not None and kind.architecture in ("bert", "gpt"):
+        module = _task_module(model_dir, kind)
     else:
-        raise ValueError(f"{model_dir} cannot be exported: it is {_describe(model_dir)}. What can be exported: "
-                         f"{'; '.join(EXPORTABLE)}")
+        raise ValueError(f"{model_dir} cannot be exported: it is {kind.describe()}; {_NEXT_STEP[kind]}. "
+                         f"What can be exported: {'; '.join(EXPORTABLE)}")
     return module, module.signatures()
 
 
-def _task_module(model_dir):
-    from tfpretrain.pipelines import ulmfit
-    from tfpretrain.pipelines.bert_tasks import load_task_model, read_task_options
+def _task_module(model_dir, kind):
+    from tfpretrain.models.task_model import load_task_model
 
-    if not os.path.exists(os.path.join(model_dir, TASK_FILE)):
-        return UlmfitClassifierModule(*ulmfit.load_classifier(model_dir))
-    if read_task_options(model_dir).get("task") == "qa":
-        from tfpretrain.pipelines.finetune_qa import load_qa_model
+    if kind.task == "qa":
+        from tfpretrain.models.bert.question_answering import load_qa_model
 
         return QuestionAnsweringModule(*load_qa_model(model_dir))
     model, tokenizer, options = load_task_model(model_dir)
-    if options["task"] == "tag":
+    if kind.task == "tag":
         return BertTaggerModule(model, tokenizer, options)
-    if options.get("architecture") == "gpt":
+    if kind.architecture == "gpt":
         return GptClassifierModule(model, tokenizer, options)
     return BertClassifierModule(model, tokenizer, options)

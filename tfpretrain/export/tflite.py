@@ -169,7 +169,7 @@ def _main(argv=None):
     parser.add_argument("path")
     parser.add_argument("--quantize", default=None)
     args = parser.parse_args(argv)
-    from tfpretrain.pipelines.export import serving_module
+    from tfpretrain.export.serving import serving_module
 
     try:
         module = serving_module(args.model_dir)[0]

@@ -13,7 +13,7 @@ class CharCNN(keras.layers.Layer):
     char ids -> char embeddings -> 1-D convolutions of several widths -> max-pool
     over the characters -> activation -> highway layers -> linear projection.
     Character id 0 is padding; a token whose ids are all 0 is a padded step.
-    `tfpretrain.text.char_ids` produces these ids (UTF-8 bytes + 1, with
+    `tfpretrain.text.characters` produces these ids (UTF-8 bytes + 1, with
     begin/end-of-word markers), so any script or emoji has an encoding.
 
     Args:

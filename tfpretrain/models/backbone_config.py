@@ -20,6 +20,15 @@ class BackboneConfig:
 
     CONSTRUCTOR_ARGUMENTS = ()
 
+    def keep_constructor_arguments(self, arguments):
+        """Keeps each of ``CONSTRUCTOR_ARGUMENTS`` as an attribute, from ``arguments`` (the constructor's ``locals()``).
+
+        NumPy scalars become Python numbers, so that the config is plain JSON.
+        """
+        for name in self.CONSTRUCTOR_ARGUMENTS:
+            value = arguments[name]
+            setattr(self, name, value.item() if hasattr(value, "item") else value)
+
     def constructor_config(self):
         """The architecture arguments alone: no name, dtype or trainable flag."""
         return {name: getattr(self, name) for name in self.CONSTRUCTOR_ARGUMENTS}

@@ -11,7 +11,7 @@ one place that knows the layouts:
 | ``bert`` / ``gpt`` with a task | ``finetune`` | the above, ``head.weights.npz`` and ``task.json`` |
 | ``ulmfit`` | ``ulmfit`` (language models) | ``awd_lstm.json``, ``awd_lstm.weights.h5``, ``vocab.txt``, ``config.json`` |
 | ``ulmfit`` with task ``classify`` | ``ulmfit --stage classifier`` | the above (``config.json`` with ``labels``) and ``head.weights.npz`` |
-| ``bilm`` | ``pretrain-bilm`` | ``language_model.keras``, ``vocab.txt``, ``bilm.json`` |
+| ``bilm`` | ``pretrain-bilm`` | ``language_model.keras``, ``vocabulary.txt``, ``bilm.json`` |
 | ``tagger`` | ``train-tagger`` | ``model.keras``, ``preprocessor.json``, ``tagger.json`` |
 
 Example:
@@ -47,6 +47,7 @@ CONFIG_FILE = "config.json"
 AWD_LSTM_FILES = (AWD_LSTM_CONFIG_FILE, AWD_LSTM_WEIGHTS_FILE, VOCABULARY_FILE, CONFIG_FILE)
 # The ELMo-style BiLM and the CharCNN / BiLM / CRF tagger: whole `.keras` models.
 BILM_MODEL_FILE = "language_model.keras"
+BILM_VOCABULARY_FILE = "vocabulary.txt"  # the word list, kept so that a resumed run keeps its ids
 BILM_FILE = "bilm.json"
 TAGGER_MODEL_FILE = "model.keras"
 TAGGER_PREPROCESSOR_FILE = "preprocessor.json"
@@ -57,6 +58,9 @@ PRETRAINING_RECORD = "pretraining.json"
 PRECISION_RECORD = "precision.json"
 
 ARCHITECTURES = ("bert", "gpt", "ulmfit", "bilm", "tagger")
+#: The tasks a task.json names (``finetune --task``), and which architecture does which.
+TASKS = ("classify", "pair", "qa", "tag", "similarity", "choice")
+ARCHITECTURE_TASKS = {"bert": ("classify", "pair", "qa", "tag"), "gpt": ("classify", "pair", "similarity", "choice")}
 
 
 class ModelKind(NamedTuple):
@@ -73,18 +77,15 @@ class ModelKind(NamedTuple):
     task: str | None = None
 
     def describe(self):
-        """A few words for messages, e.g. "a fine-tuned BERT model (task classify)"."""
-        names = {"bert": "BERT", "gpt": "GPT", "ulmfit": "ULMFiT", "bilm": "BiLM", "tagger": "tagger"}
-        name = names[self.architecture]
+        """A few words for messages, e.g. "a BERT encoder fine-tuned for task classify"."""
         if self.architecture == "tagger":
             return "a tagger (train-tagger)"
         if self.architecture == "bilm":
             return "a BiLM language model (pretrain-bilm)"
         if self.architecture == "ulmfit":
             return "a ULMFiT classifier" if self.task else "an AWD-LSTM language model (ULMFiT stage 1 or 2)"
-        if self.task is None:
-            return f"a pretrained {name} model without a task"
-        return f"a fine-tuned {name} model (task {self.task})"
+        name = {"bert": "a BERT encoder", "gpt": "a GPT language model"}[self.architecture]
+        return f"{name} without a task" if self.task is None else f"{name} fine-tuned for task {self.task}"
 
 
 def _has(directory, name):
@@ -112,7 +113,7 @@ def model_kind(directory):
     """
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{directory}: no such model directory" if not os.path.exists(directory)
+        raise FileNotFoundError(f"model directory {directory} does not exist" if not os.path.exists(directory)
                                 else f"{directory} is a file, not a model directory")
     if _has(directory, TAGGER_FILE):
         return ModelKind("tagger", "tag")

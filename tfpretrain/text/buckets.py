@@ -6,7 +6,7 @@ cuDNN, but XLA compiles the training step once per distinct shape (a tiny
 tagger spent 308 s compiling on a CPU instead of training for 23 s) and
 TPUs need static shapes. With ``static_shapes=True`` every batch is instead
 ``(batch_size, length)`` with ``length`` one of `bucket_lengths`: the bucket
-boundaries below ``max_length``, then ``max_length`` itself. A bucket's last,
+boundaries below ``sequence_length``, then ``sequence_length`` itself. A bucket's last,
 short batch is filled up to ``batch_size`` with copies of its first row,
 flagged ``real=False`` so that the caller can mask them out of the loss and
 the metrics (tag ids -1, zero sample weights): no example is dropped and
@@ -19,7 +19,7 @@ Example:
 
 >>> tokens = tf.data.Dataset.from_tensor_slices(tf.ragged.constant([["a"], ["b", "c", "d"]]))
 >>> batches = bucket_by_length(tokens.map(lambda t: t), batch_size=4, bucket_boundaries=(2,),
-...                            padding_values="", static_shapes=True, max_length=3)
+...                            padding_values="", static_shapes=True, sequence_length=3)
 >>> [(real.numpy().tolist(), t.shape.as_list()) for real, t in batches]
 [([True, False, False, False], [4, 2]), ([True, False, False, False], [4, 3])]
 """
@@ -27,16 +27,18 @@ Example:
 import numpy as np
 import tensorflow as tf
 
+DEFAULT_BUCKET_BOUNDARIES = (8, 16, 24, 32, 48, 64, 96)
 
-def bucket_lengths(bucket_boundaries, max_length):
-    """The lengths static-shape batches are padded to: the boundaries below ``max_length``, then ``max_length``.
 
-    >>> bucket_lengths((8, 16, 32), max_length=20)
+def bucket_lengths(bucket_boundaries, sequence_length):
+    """The lengths static-shape batches are padded to: the boundaries below ``sequence_length``, then itself.
+
+    >>> bucket_lengths((8, 16, 32), sequence_length=20)
     [8, 16, 20]
     """
-    if max_length is None or int(max_length) < 1:
-        raise ValueError(f"static shapes need a maximum length of at least 1, got {max_length!r}")
-    return sorted({int(b) for b in bucket_boundaries if 0 < int(b) < int(max_length)}) + [int(max_length)]
+    if sequence_length is None or int(sequence_length) < 1:
+        raise ValueError(f"static shapes need a maximum length of at least 1, got {sequence_length!r}")
+    return sorted({int(b) for b in bucket_boundaries if 0 < int(b) < int(sequence_length)}) + [int(sequence_length)]
 
 
 def bucket_of(lengths, bucket_boundaries):
@@ -64,7 +66,7 @@ def fill_batch(batch_size, components):
     return real, filled
 
 
-def bucket_by_length(dataset, batch_size, bucket_boundaries, padding_values, static_shapes=False, max_length=None):
+def bucket_by_length(dataset, batch_size, bucket_boundaries, padding_values, static_shapes=False, sequence_length=None):
     """Groups a dataset's elements into batches of similar length; yields ``(real, *components)``.
 
     Args:
@@ -76,7 +78,7 @@ def bucket_by_length(dataset, batch_size, bucket_boundaries, padding_values, sta
             one component).
         static_shapes: bool. Pad to `bucket_lengths` and fill short batches
             (see the module docstring); otherwise pad to the batch's longest.
-        max_length: int. The longest sequence (needed with ``static_shapes``;
+        sequence_length: int. The longest sequence (needed with ``static_shapes``;
             longer elements are an error there: cut them first).
 
     Returns:
@@ -84,22 +86,23 @@ def bucket_by_length(dataset, batch_size, bucket_boundaries, padding_values, sta
         True on every row unless ``static_shapes`` filled the batch.
     """
     if static_shapes:
-        lengths = bucket_lengths(bucket_boundaries, max_length)
+        lengths = bucket_lengths(bucket_boundaries, sequence_length)
     else:
         lengths = sorted({int(b) for b in bucket_boundaries if int(b) > 0})
 
-    def sequence_length(*parts):
+    def element_length(*parts):
         length = tf.shape(parts[0])[0]
         if not static_shapes:
             return length
         check = tf.debugging.assert_less_equal(
-            length, int(max_length), message=f"bucket_by_length: a sequence longer than max_length={max_length}; "
-                                             "cut the sequences to max_length first")
+            length, int(sequence_length),
+            message=f"bucket_by_length: a sequence longer than sequence_length={sequence_length}; "
+                    "cut the sequences to sequence_length first")
         with tf.control_dependencies([check]):
             return tf.identity(length)
 
     batches = dataset.bucket_by_sequence_length(
-        element_length_func=sequence_length,
+        element_length_func=element_length,
         # tf.data's bucket i holds lengths below boundary i and pads to boundary - 1.
         bucket_boundaries=[length + 1 for length in lengths],
         bucket_batch_sizes=[batch_size] * (len(lengths) + 1),
@@ -117,14 +120,14 @@ def bucket_by_length(dataset, batch_size, bucket_boundaries, padding_values, sta
     return batches.map(flag)  # one component or several: flag takes them as arguments
 
 
-def pad_to_bucket(batch, bucket_boundaries, max_length, batch_size):
+def pad_to_bucket(batch, bucket_boundaries, sequence_length, batch_size):
     """A ragged ``(rows, None)`` batch as ``(real, dense)``: padded to the shortest `bucket_lengths` entry that fits, filled to ``batch_size`` rows.
 
     For batches that keep their input order (evaluation, prediction) but
-    need static shapes. Rows longer than ``max_length`` are cut.
+    need static shapes. Rows longer than ``sequence_length`` are cut.
     """
-    lengths = tf.constant(bucket_lengths(bucket_boundaries, max_length), tf.int64)
-    batch = batch[:, :max_length]
+    lengths = tf.constant(bucket_lengths(bucket_boundaries, sequence_length), tf.int64)
+    batch = batch[:, :sequence_length]
     longest = tf.reduce_max(tf.concat([batch.row_lengths(), [0]], axis=0))
     target = tf.gather(lengths, tf.searchsorted(lengths, longest[None], side="left"))[0]
     dense = batch.to_tensor(shape=tf.stack([tf.cast(batch.nrows(), tf.int64), target]))

@@ -1,7 +1,9 @@
-"""Readers for sentence classification and sentence-pair TSV files (GLUE SST-2, RTE, ...).
+"""Readers of fine-tuning task files: classification, pair and choice TSV files (GLUE SST-2, RTE, ...) and tagged files.
 
-Pure Python, like `tfpretrain.text.readers`: files become `TextExample`s, the first
-step of reader -> tf.data text ops -> model. A file may start with a header line
+Pure Python, like `tfpretrain.text.readers`: files become `TextExample`s (or,
+for tagging, `TaggedSentence`s), the first step of reader -> tf.data text ops
+-> model, whatever the architecture. `read_task_data` reads the training and
+dev files of a ``tfpretrain finetune`` task and learns its labels or tags. A file may start with a header line
 (``label<TAB>sentence``, ``sentence1<TAB>sentence2<TAB>label<TAB>idx``), which is
 detected, skipped and used to find the columns; without one the columns are
 positional: ``label<TAB>text`` for single sentences, ``sentence1<TAB>sentence2<TAB>label``
@@ -15,13 +17,16 @@ Example:
 (('one long string of cliches .',), '0')
 >>> read_pair_tsv("../shared/data/rte/dev.tsv")[0].label
 '1'
+>>> train, dev, options = read_task_data("pair", "../shared/data/rte/train.tsv", "../shared/data/rte/dev.tsv")
+>>> options["labels"]
+['0', '1']
 """
 
 import dataclasses
 import os
 import re
 
-from tfpretrain.text.readers import DataFormatError, _lines
+from tfpretrain.text.readers import DataFormatError, _lines, detect_scheme, read_tagged, to_iob2
 
 # Header names that mark a line as a header, and which column holds what.
 LABEL_COLUMN_NAMES = ("label", "gold_label", "labels", "class", "target")
@@ -29,6 +34,13 @@ FIRST_TEXT_COLUMN_NAMES = ("sentence1", "text_a", "premise", "question", "questi
 SECOND_TEXT_COLUMN_NAMES = ("sentence2", "text_b", "hypothesis", "question2")
 TEXT_COLUMN_NAMES = ("sentence", "content", "text", "review", "document")
 _COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_#]*")
+
+# The text tasks of ``tfpretrain finetune``: task -> texts per example (None: any, choice's context and K choices).
+TEXT_TASKS = {"classify": 1, "pair": 2, "similarity": 2, "choice": None}
+_TSV_LAYOUTS = {"classify": "label<TAB>text", "pair": "sentence1<TAB>sentence2<TAB>label",
+                "similarity": "sentence1<TAB>sentence2<TAB>label",
+                "choice": "context<TAB>choice_0<TAB>...<TAB>choice_k<TAB>label"}
+_TAG_FORMATS = {".iob2": "iob2", ".conllu": "conllu", ".conll": "conll"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,7 +263,125 @@ def check_labels(examples, labels):
             )
 
 
+
+# ---------------------------------------------------------------------------
+# A fine-tuning task's files
+
+
+def tag_format(path, format=None):  # noqa: A002 (the CLI's option name)
+    """The tagged-file format: ``format`` if given, else from the extension (default "iob2").
+
+    Example:
+
+    >>> tag_format("ner/train.conll"), tag_format("ner/train.txt"), tag_format("x.txt", "conllu")
+    ('conll', 'iob2', 'conllu')
+    """
+    if format:
+        return format
+    return _TAG_FORMATS.get(os.path.splitext(os.fspath(path))[1].lower(), "iob2")
+
+
+def read_text_examples(task, path, format=None, column=None):  # noqa: A002
+    """Reads the TSV file of a text task (`TEXT_TASKS`: classify, pair, similarity, choice).
+
+    Args:
+        task: str. A key of `TEXT_TASKS`.
+        path: str or path-like.
+        format: None or "tsv" (anything else is an error: these files are TSV).
+        column: None, int or str. The label column (see `read_task_tsv`); not for choice.
+
+    Returns:
+        A list of `TextExample`.
+    """
+    if format not in (None, "tsv"):
+        raise ValueError(f"--format {format!r} does not apply to task {task!r}; its files are TSV "
+                         "(label<TAB>text, sentence1<TAB>sentence2<TAB>label, or "
+                         "context<TAB>choice_0<TAB>...<TAB>label); leave --format out")
+    if task == "choice":
+        if column is not None:
+            raise ValueError("--column does not apply to --task choice: the label is the last column")
+        return read_choice_tsv(path)
+    return read_task_tsv(path, TEXT_TASKS[task], label_column=column)
+
+
+def _choice_labels(train_path, train, dev_path, dev):
+    """The labels of a choice task, "0" .. "K-1", checking that both files have K choices."""
+    counts = {len(e.texts) - 1 for e in train} | {len(e.texts) - 1 for e in dev}
+    if len(counts) > 1:
+        raise ValueError(f"{train_path} and {dev_path} have different numbers of choices ({sorted(counts)}); "
+                         "a choice model scores a fixed number of answers")
+    return [str(k) for k in range(counts.pop())]
+
+
+def tag_list(*sentence_lists):
+    """All tags of the given sentences, 'O' first, then alphabetical (as the CRF tagger orders them)."""
+    tags = {t for sentences in sentence_lists for s in sentences for t in s.tags}
+    return sorted(tags, key=lambda t: (t != "O", t))
+
+
+def read_tag_sentences(path, format=None, column=None, to_iob2_scheme=True):  # noqa: A002
+    """Reads a tagged file (`tfpretrain.text.readers.read_tagged`); IOB1 / IO chunk tags become IOB2.
+
+    Args:
+        path: str or path-like.
+        format: "iob2", "conll" or "conllu"; None: from the extension (`tag_format`).
+        column: the tag column (see `read_tagged`).
+        to_iob2_scheme: bool, default True. Rewrite IOB1 / IO tags as IOB2 (as ``train-tagger`` does).
+
+    Returns:
+        A list of `TaggedSentence`.
+    """
+    format = tag_format(path, format)
+    sentences = read_tagged(path, format, column)
+    if not sentences:
+        raise ValueError(f"{path}: no sentences found; is --format {format} (and --column) right?")
+    if to_iob2_scheme and detect_scheme(set(tag_list(sentences))) in ("IOB2", "IO"):
+        sentences = [dataclasses.replace(s, tags=tuple(to_iob2(s.tags))) for s in sentences]
+    return sentences
+
+
+def read_task_data(task, train_path, dev_path, format=None, column=None):  # noqa: A002
+    """Reads the training and dev data of a classify / pair / similarity / choice / tag task.
+
+    Args:
+        task: str. A key of `TEXT_TASKS`, or "tag".
+        train_path, dev_path: str or path-like.
+        format, column: see `read_text_examples` and `read_tag_sentences`.
+
+    Returns:
+        ``(train, dev, options)``: examples (`TextExample`s or `TaggedSentence`s)
+        and the task options learned from them: ``labels`` (text tasks,
+        from the training file; a dev label outside them is an error naming
+        its line) or ``tags``, ``scheme`` and ``format`` (tag; the tag set is
+        that of both files, as for ``train-tagger``).
+
+    Example:
+
+    >>> train, dev, options = read_task_data("classify", "sst2/train.tsv", "sst2/dev.tsv")
+    >>> options["labels"]
+    ['0', '1']
+    """
+    if task in TEXT_TASKS:
+        train = read_text_examples(task, train_path, format, column)
+        dev = read_text_examples(task, dev_path, format, column)
+        for path, examples in ((train_path, train), (dev_path, dev)):
+            if not examples:
+                raise ValueError(f"{path}: no examples found; expected TSV lines like {_TSV_LAYOUTS[task]}")
+        labels = _choice_labels(train_path, train, dev_path, dev) if task == "choice" else label_set(train)
+        if len(labels) < 2:
+            raise ValueError(f"{train_path}: only the label {labels[0]!r} occurs; a classifier needs at least "
+                             "two labels in the training data")
+        check_labels(dev, labels)
+        return train, dev, {"labels": labels, "format": "tsv", "column": column}
+    format = tag_format(train_path, format)
+    train = read_tag_sentences(train_path, format, column)
+    dev = read_tag_sentences(dev_path, format, column)
+    tags = tag_list(train, dev)
+    return train, dev, {"tags": tags, "scheme": detect_scheme(set(tags)), "format": format, "column": column}
+
+
 __all__ = [
+    "TEXT_TASKS",
     "TextExample",
     "check_labels",
     "is_header",
@@ -259,5 +389,10 @@ __all__ = [
     "read_choice_tsv",
     "read_classification_tsv",
     "read_pair_tsv",
+    "read_tag_sentences",
+    "read_task_data",
     "read_task_tsv",
+    "read_text_examples",
+    "tag_format",
+    "tag_list",
 ]

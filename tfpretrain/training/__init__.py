@@ -1,8 +1,25 @@
-"""Metrics and callbacks."""
+"""Training: schedules, discriminative rates, gradual unfreezing, metrics, callbacks, precision and distribution.
 
-from tfpretrain.training.perplexity import Perplexity
-from tfpretrain.training.callbacks import TrainingCurves, fit_resumable, plot_history_csv, training_callbacks
-from tfpretrain.training.metrics import EntityF1, TokenAccuracy, entity_report
-from tfpretrain.training.schedules import LinearWarmupDecay, SlantedTriangularLR
-from tfpretrain.training.discriminative import DiscriminativeOptimizer, discriminative_optimizer
-from tfpretrain.training.unfreezing import GradualUnfreezing
+The names below are imported on first use (PEP 562), so that light modules
+such as ``precision`` (whose constants the command line uses) do not import
+TensorFlow.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "Perplexity": "perplexity",
+    "TrainingCurves": "callbacks", "fit_resumable": "callbacks", "plot_history_csv": "callbacks",
+    "training_callbacks": "callbacks",
+    "EntityF1": "metrics", "TokenAccuracy": "metrics", "entity_report": "metrics",
+    "LinearWarmupDecay": "schedules", "SlantedTriangularLR": "schedules",
+    "DiscriminativeOptimizer": "discriminative", "discriminative_optimizer": "discriminative",
+    "GradualUnfreezing": "unfreezing",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

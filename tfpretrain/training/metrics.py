@@ -1,4 +1,8 @@
-"""Sequence-labelling metrics computed in the graph: entity-level P/R/F1 and token accuracy.
+"""Metrics: sequence labelling in the graph (entity-level P/R/F1, token accuracy); classification scores in NumPy.
+
+`entity_report` and `score_tags` score whole tagged sentences (any tagger);
+`macro_f1` and `label_predictions` score and label a classifier's predicted
+probabilities (BERT, GPT and ULMFiT classifiers alike).
 
 `EntityF1` reproduces seqeval 1.2.2's default (conlleval-compatible, non-strict)
 ``precision_score``/``recall_score``/``f1_score`` exactly, including its handling of
@@ -16,6 +20,8 @@ in order, are the sentence.
 import keras
 import numpy as np
 import tensorflow as tf
+
+from tfpretrain.text.readers import detect_scheme
 
 # seqeval flattens a list of sentences by appending 'O' to each one; this state
 # stands for that 'O', for the 'O' before the first sentence and for padding.
@@ -366,3 +372,53 @@ def entity_report(true_tag_seqs, pred_tag_seqs, batch_size=256):
         for kind, values in entities.result_by_type().items()
     }
     return {**scores, "accuracy": float(accuracy.result()), "per_type": per_type}
+
+
+def score_tags(gold, predicted):
+    """Entity P/R/F1 (seqeval semantics) and token accuracy of predicted tag sequences.
+
+    For tag sets without chunk prefixes (e.g. UPOS) every token is its own
+    unit, so micro precision, recall and F1 all equal token accuracy.
+
+    Args:
+        gold: list of sentences, each a list of tag strings.
+        predicted: list of sentences, each as long as the gold one.
+
+    Returns:
+        dict of floats: ``precision``, ``recall``, ``f1``, ``accuracy``.
+
+    Example:
+
+    >>> score_tags([["NOUN", "VERB"]], [["NOUN", "NOUN"]])["f1"]
+    0.5
+    """
+    if detect_scheme({t for seq in gold for t in seq}) in ("IOB2", "IOBES", "IO"):
+        report = entity_report(gold, predicted)
+        return {k: float(report[k]) for k in ("precision", "recall", "f1", "accuracy")}
+    pairs = [(g, p) for gs, ps in zip(gold, predicted) for g, p in zip(gs, ps)]
+    accuracy = sum(g == p for g, p in pairs) / max(1, len(pairs))
+    return {"precision": accuracy, "recall": accuracy, "f1": accuracy, "accuracy": accuracy}
+
+
+# ---------------------------------------------------------------------------
+# Classification scores (NumPy, after prediction)
+
+
+def label_predictions(texts, probabilities, labels):
+    """One ``{"text", "label", "score", "probabilities": {label: p}}`` per text, the label the most probable."""
+    results = []
+    for text, row in zip(texts, probabilities):
+        best = int(np.argmax(row))
+        results.append({"text": text, "label": labels[best], "score": float(row[best]),
+                        "probabilities": {label: float(p) for label, p in zip(labels, row)}})
+    return results
+
+
+def macro_f1(gold, predicted):
+    """Unweighted mean of per-class F1 over the classes in gold or predictions (as scikit-learn)."""
+    scores = []
+    for label in np.union1d(gold, predicted):
+        true_positives = np.sum((gold == label) & (predicted == label))
+        denominator = np.sum(gold == label) + np.sum(predicted == label)
+        scores.append(2.0 * true_positives / denominator if denominator else 0.0)
+    return float(np.mean(scores)) if scores else 0.0

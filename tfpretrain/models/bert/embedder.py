@@ -1,9 +1,23 @@
-"""Contextual word and sentence vectors from a BERT encoder (the feature-based approach)."""
+"""Contextual word and sentence vectors from a BERT encoder (the feature-based approach).
+
+`BertEmbedder` is the Keras layer; `load_embedder` builds one from a BERT
+directory and `embed_batch` runs raw strings through it in the graph (words
+and byte offsets of `tfpretrain.text.tokenize_with_offsets`, one slot per
+word): ``tfpretrain embed`` and the exported `tfpretrain.export.EmbeddingModule`
+both call it.
+
+Example:
+
+>>> embedder, tokenizer = load_embedder("runs/minilm")
+>>> embed_batch(embedder, tokenizer, tf.constant(["Hello world"]))["word_vectors"].shape
+TensorShape([1, 2, 384])
+"""
 
 import keras
 from keras import ops
 
 LAYER_COMBINATIONS = ("last", "sum_last_four", "concat_last_four", "second_to_last", "scalar_mix")
+SEQUENCE_LENGTH = 128  # word pieces per text, [CLS] and [SEP] included (the default of `embed_batch`)
 
 
 @keras.saving.register_keras_serializable(package="tfpretrain")
@@ -119,3 +133,51 @@ class BertEmbedder(keras.layers.Layer):
         config = dict(config)
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
         return cls(**config)
+
+
+def load_embedder(model_dir, combination="last", sentence_pooling="mean", sequence_length=SEQUENCE_LENGTH):
+    """The `BertEmbedder` and tokenizer of a BERT directory, checked against ``sequence_length``.
+
+    Args:
+        model_dir: a BERT directory (`tfpretrain.models.bert.load_bert`).
+        combination, sentence_pooling: see `BertEmbedder`.
+        sequence_length: int, default 128. Word pieces per text; at most the
+            encoder's ``max_sequence_length``.
+
+    Returns:
+        ``(embedder, tokenizer)``.
+    """
+    from tfpretrain.models.bert.saving import load_bert
+
+    encoder, tokenizer = load_bert(model_dir)
+    if sequence_length > encoder.max_sequence_length:
+        raise ValueError(f"sequence_length {sequence_length} exceeds the encoder's maximum "
+                         f"({encoder.max_sequence_length})")
+    return BertEmbedder(encoder, combination=combination, sentence_pooling=sentence_pooling), tokenizer
+
+
+def embed_batch(embedder, tokenizer, texts, sequence_length=SEQUENCE_LENGTH):
+    """Embeds a batch of raw strings ``(batch,)`` in the graph (``tfpretrain embed`` and the exported embedder).
+
+    Args:
+        embedder: a `BertEmbedder`.
+        tokenizer: its `tfpretrain.text.WordPieceTokenizer`.
+        texts: string tensor (batch,).
+        sequence_length: int, default 128. Word pieces per text, ``[CLS]`` and ``[SEP]`` included.
+
+    Returns:
+        dict of ``words``, ``starts``, ``ends`` (ragged ``(batch, words)``: the
+        words of `tfpretrain.text.tokenize_with_offsets` and their byte
+        offsets), ``word_vectors`` (batch, words, dim; zero for a word cut by
+        truncation), ``sentence_vector`` (batch, hidden) and
+        ``num_words_truncated`` (batch,).
+    """
+    from tfpretrain.text.packing import pack_words
+    from tfpretrain.text.tokenizer import tokenize_with_offsets
+
+    words, starts, ends = tokenize_with_offsets(texts)  # (batch, words)
+    packed = pack_words(tokenizer.tokenize_words(words), sequence_length,
+                        tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
+    outputs = embedder(packed)
+    return {"words": words, "starts": starts, "ends": ends, "word_vectors": outputs["word_vectors"],
+            "sentence_vector": outputs["sentence_vector"], "num_words_truncated": packed["num_words_truncated"]}

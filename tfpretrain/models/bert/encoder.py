@@ -1,17 +1,10 @@
 """The BERT encoder: token + position + segment embeddings -> Transformer blocks -> [CLS] pooler."""
 
 import keras
-import keras_hub
 
-from tfpretrain.layers.hash_dropout import HashDropout
-from tfpretrain.layers.transformer_encoder_block import (
-    TransformerEncoderBlock,
-    bert_kernel_initializer,
-    gelu_approximate,
-)
+from tfpretrain.layers.transformer_encoder_block import TransformerEncoderBlock
 from tfpretrain.models.backbone_config import BackboneConfig
-
-ACTIVATIONS = {"gelu": "gelu", "gelu_approximate": gelu_approximate}
+from tfpretrain.models.transformer_backbone import transformer_layers
 
 ENCODER_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
@@ -100,40 +93,19 @@ class BertEncoder(BackboneConfig, keras.Model):
         dtype=None,
         **kwargs,
     ):
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-        if hidden_dim % num_heads:
-            raise ValueError(f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}")
-        initializer = bert_kernel_initializer()
-        # Layers (built in the functional graph below).
-        token_embedding = keras.layers.ReversibleEmbedding(
-            vocabulary_size, hidden_dim, embeddings_initializer=initializer, dtype=dtype, name="token_embedding",
-        )
-        position_embedding = keras_hub.layers.PositionEmbedding(
-            max_sequence_length, initializer=initializer, dtype=dtype, name="position_embedding",
-        )
+        layers = transformer_layers(TransformerEncoderBlock, locals())
+        token_embedding, position_embedding = layers["token_embedding"], layers["position_embedding"]
+        embeddings_dropout, blocks, final_layer_norm = (
+            layers["embeddings_dropout"], layers["blocks"], layers["final_layer_norm"])
         segment_embedding = keras.layers.Embedding(
-            num_segments, hidden_dim, embeddings_initializer=initializer, dtype=dtype, name="segment_embedding",
+            num_segments, hidden_dim, embeddings_initializer=layers["initializer"], dtype=dtype,
+            name="segment_embedding",
         )
         embeddings_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=dtype, name="embeddings_layer_norm",
         )
-        embeddings_dropout = HashDropout(dropout, dtype=dtype, name="embeddings_dropout")
-        blocks = [
-            TransformerEncoderBlock(
-                num_heads, intermediate_dim, dropout=dropout, activation=ACTIVATIONS[activation],
-                layer_norm_epsilon=layer_norm_epsilon, norm_first=norm_first, dtype=dtype,
-                name=f"transformer_layer_{i}",
-            )
-            for i in range(num_layers)
-        ]
-        final_layer_norm = None
-        if norm_first:  # pre-LN leaves the residual stream unnormalised: normalise the last output
-            final_layer_norm = keras.layers.LayerNormalization(
-                epsilon=layer_norm_epsilon, dtype=dtype, name="final_layer_norm",
-            )
         pooler = keras.layers.Dense(
-            hidden_dim, activation="tanh", kernel_initializer=initializer, dtype=dtype, name="pooler",
+            hidden_dim, activation="tanh", kernel_initializer=layers["initializer"], dtype=dtype, name="pooler",
         )
 
         # Functional graph.
@@ -156,17 +128,7 @@ class BertEncoder(BackboneConfig, keras.Model):
         outputs = {"sequence_output": x, "pooled_output": pooled, "hidden_states": hidden_states}
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
-        self.vocabulary_size = int(vocabulary_size)
-        self.num_layers = int(num_layers)
-        self.num_heads = int(num_heads)
-        self.hidden_dim = int(hidden_dim)
-        self.intermediate_dim = int(intermediate_dim)
-        self.dropout = float(dropout)
-        self.max_sequence_length = int(max_sequence_length)
-        self.num_segments = int(num_segments)
-        self.norm_first = bool(norm_first)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
-        self.activation = activation
+        self.keep_constructor_arguments(locals())
         self.token_embedding = token_embedding
         self.position_embedding = position_embedding
         self.segment_embedding = segment_embedding

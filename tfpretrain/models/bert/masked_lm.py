@@ -39,7 +39,7 @@ class BertMaskedLM(LanguageModelTraining, keras.Model):
 
     Inputs: a dict of ``token_ids``, ``segment_ids``, ``padding_mask``
     (batch, sequence_length) and ``mask_positions`` (batch, max_selections)
-    int32, as `tfpretrain.text.bert_datasets.masked_lm_dataset` yields them
+    int32, as `tfpretrain.models.bert.masked_lm_dataset` yields them
     (with targets ``mask_ids`` and sample weights ``mask_weights``).
 
     Outputs: logits (batch, max_selections, vocabulary_size), float32.

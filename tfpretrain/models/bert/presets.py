@@ -8,17 +8,7 @@ Example:
 >>> encoder = BertEncoder(vocabulary_size=tokenizer.vocabulary_size(), **BERT_PRESETS["mini"])
 """
 
-
-def _preset(num_layers, hidden_dim, num_heads, intermediate_dim):
-    return {
-        "num_layers": num_layers,
-        "num_heads": num_heads,
-        "hidden_dim": hidden_dim,
-        "intermediate_dim": intermediate_dim,
-        "dropout": 0.1,
-        "max_sequence_length": 512,
-    }
-
+from tfpretrain.models.transformer_backbone import transformer_preset as _preset
 
 BERT_PRESETS = {
     "tiny": _preset(2, 128, 2, 512),

@@ -7,7 +7,7 @@ from keras import ops
 from tfpretrain.layers.bilm import BiLM
 from tfpretrain.layers.char_cnn import CharCNN
 from tfpretrain.models.bilm.sampled_softmax import sampled_softmax_loss
-from tfpretrain.text.char_ids import NUM_CHARS
+from tfpretrain.text.characters import NUM_CHARS
 from tfpretrain.training.perplexity import Perplexity
 
 
@@ -33,7 +33,7 @@ class BiLMLanguageModel(keras.Model):
     preset over 3 seeds.
 
     Targets ``y`` are ``{"next_ids", "previous_ids"}`` of shape ``(batch, time)``
-    with -1 at padded steps (see `tfpretrain.text.language_model_dataset`).
+    with -1 at padded steps (see `tfpretrain.models.bilm.language_model_dataset`).
 
     Args:
         vocabulary_size: int. Number of output words (padding/OOV included).
@@ -50,7 +50,7 @@ class BiLMLanguageModel(keras.Model):
 
     >>> lm = tfpretrain.models.BiLMLanguageModel(vocabulary_size=1000, hidden_dim=64)
     >>> lm.compile(optimizer="adam")
-    >>> lm.fit(tfpretrain.text.language_model_dataset(["corpus.txt"], lookup), epochs=1)
+    >>> lm.fit(tfpretrain.models.bilm.language_model_dataset(["corpus.txt"], lookup), epochs=1)
 
     References:
         Peters et al. (2018). Deep contextualized word representations.

@@ -50,7 +50,7 @@ class GptCausalLM(LanguageModelTraining, keras.Model):
         **kwargs: `keras.Model` arguments (``name``, ``trainable``).
 
     Inputs: a dict of ``token_ids`` and ``padding_mask`` (batch,
-    sequence_length) int32, as `tfpretrain.text.lm_datasets.causal_lm_dataset`
+    sequence_length) int32, as `tfpretrain.models.gpt.causal_lm_dataset`
     yields them (with the next token ids as targets and their weights).
 
     Outputs: logits (batch, sequence_length, vocabulary_size), float32.

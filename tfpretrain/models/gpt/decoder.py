@@ -1,14 +1,11 @@
 """The GPT decoder: token + position embeddings -> causal Transformer blocks -> final layer norm."""
 
 import keras
-import keras_hub
 from keras import ops
 
-from tfpretrain.layers.hash_dropout import HashDropout
 from tfpretrain.layers.transformer_decoder_block import TransformerDecoderBlock
-from tfpretrain.layers.transformer_encoder_block import bert_kernel_initializer
-from tfpretrain.models.bert.encoder import ACTIVATIONS
 from tfpretrain.models.backbone_config import BackboneConfig
+from tfpretrain.models.transformer_backbone import transformer_layers
 
 DECODER_INPUTS = ("token_ids", "padding_mask")
 
@@ -95,33 +92,10 @@ class GptDecoder(BackboneConfig, keras.Model):
         dtype=None,
         **kwargs,
     ):
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-        if hidden_dim % num_heads:
-            raise ValueError(f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}; "
-                             "pick num_heads among the divisors of hidden_dim")
-        initializer = bert_kernel_initializer()
-        # Layers (built in the functional graph below).
-        token_embedding = keras.layers.ReversibleEmbedding(
-            vocabulary_size, hidden_dim, embeddings_initializer=initializer, dtype=dtype, name="token_embedding",
-        )
-        position_embedding = keras_hub.layers.PositionEmbedding(
-            max_sequence_length, initializer=initializer, dtype=dtype, name="position_embedding",
-        )
-        embeddings_dropout = HashDropout(dropout, dtype=dtype, name="embeddings_dropout")
-        blocks = [
-            TransformerDecoderBlock(
-                num_heads, intermediate_dim, dropout=dropout, activation=ACTIVATIONS[activation],
-                layer_norm_epsilon=layer_norm_epsilon, norm_first=norm_first, dtype=dtype,
-                name=f"transformer_layer_{i}",
-            )
-            for i in range(num_layers)
-        ]
-        final_layer_norm = None
-        if norm_first:  # pre-LN leaves the residual stream unnormalised: normalise the last output
-            final_layer_norm = keras.layers.LayerNormalization(
-                epsilon=layer_norm_epsilon, dtype=dtype, name="final_layer_norm",
-            )
+        layers = transformer_layers(TransformerDecoderBlock, locals())
+        token_embedding, position_embedding = layers["token_embedding"], layers["position_embedding"]
+        embeddings_dropout, blocks, final_layer_norm = (
+            layers["embeddings_dropout"], layers["blocks"], layers["final_layer_norm"])
 
         # Functional graph.
         inputs = {
@@ -136,16 +110,7 @@ class GptDecoder(BackboneConfig, keras.Model):
             x = final_layer_norm(x)
         super().__init__(inputs=inputs, outputs=x, dtype=dtype, **kwargs)
 
-        self.vocabulary_size = int(vocabulary_size)
-        self.num_layers = int(num_layers)
-        self.num_heads = int(num_heads)
-        self.hidden_dim = int(hidden_dim)
-        self.intermediate_dim = int(intermediate_dim)
-        self.max_sequence_length = int(max_sequence_length)
-        self.dropout = float(dropout)
-        self.activation = activation
-        self.norm_first = bool(norm_first)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.keep_constructor_arguments(locals())
         self.token_embedding = token_embedding
         self.position_embedding = position_embedding
         self.embeddings_dropout = embeddings_dropout
@@ -156,9 +121,12 @@ class GptDecoder(BackboneConfig, keras.Model):
     def head_dim(self):
         return self.hidden_dim // self.num_heads
 
-    def empty_cache(self, batch_size, max_length):
-        """A zero key/value cache (batch_size, num_layers, 2, max_length, num_heads, head_dim) for `call_with_cache`."""
-        shape = (batch_size, self.num_layers, 2, max_length, self.num_heads, self.head_dim)
+    def empty_cache(self, batch_size, sequence_length):
+        """A zero key/value cache for `call_with_cache`, (batch, num_layers, 2, sequence_length, num_heads, head_dim).
+
+        ``sequence_length`` is the positions the cache holds: the prompt and every token to generate.
+        """
+        shape = (batch_size, self.num_layers, 2, sequence_length, self.num_heads, self.head_dim)
         return ops.zeros(shape, dtype=self.token_embedding.compute_dtype)  # the layers' (float16 when mixed)
 
     def call_with_cache(self, token_ids, cache, cache_update_index):
@@ -172,7 +140,7 @@ class GptDecoder(BackboneConfig, keras.Model):
         Args:
             token_ids: int (batch, length): the next tokens (length 1 while
                 decoding; the whole prompt to fill an empty cache).
-            cache: float (batch, num_layers, 2, max_length, num_heads, head_dim),
+            cache: float (batch, num_layers, 2, sequence_length, num_heads, head_dim),
                 from `empty_cache` or a previous call.
             cache_update_index: int or scalar int tensor: the position of
                 ``token_ids[:, 0]``.
@@ -183,7 +151,7 @@ class GptDecoder(BackboneConfig, keras.Model):
 
         Example:
 
-        >>> cache = decoder.empty_cache(batch_size=1, max_length=32)
+        >>> cache = decoder.empty_cache(batch_size=1, sequence_length=32)
         >>> hidden, cache = decoder.call_with_cache(prompt_ids, cache, 0)  # prompt_ids (1, 5)
         >>> hidden, cache = decoder.call_with_cache(next_ids, cache, 5)  # next_ids (1, 1)
         """
@@ -195,7 +163,8 @@ class GptDecoder(BackboneConfig, keras.Model):
             caches.append(layer_cache)
         if self.final_layer_norm is not None:
             x = self.final_layer_norm(x)
-        return x, ops.stack(caches, axis=1)  # (batch, length, hidden), (batch, layers, 2, max_length, heads, head_dim)
+        # (batch, length, hidden), (batch, layers, 2, sequence_length, heads, head_dim)
+        return x, ops.stack(caches, axis=1)
 
 
 def tied_logits(decoder, sequence_output):

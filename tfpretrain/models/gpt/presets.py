@@ -9,17 +9,7 @@ Example:
 >>> decoder = GptDecoder(vocabulary_size=tokenizer.vocabulary_size(), **GPT_PRESETS["mini"])
 """
 
-
-def _preset(num_layers, hidden_dim, num_heads, intermediate_dim, max_sequence_length):
-    return {
-        "num_layers": num_layers,
-        "num_heads": num_heads,
-        "hidden_dim": hidden_dim,
-        "intermediate_dim": intermediate_dim,
-        "dropout": 0.1,
-        "max_sequence_length": max_sequence_length,
-    }
-
+from tfpretrain.models.transformer_backbone import transformer_preset as _preset
 
 GPT_PRESETS = {
     "tiny": _preset(2, 128, 2, 512, 128),

@@ -5,8 +5,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfpretrain.layers.transformer_encoder_block import bert_kernel_initializer
-
-TRANSFER_TASKS = ("classify", "pair", "similarity", "choice")
+from tfpretrain.models.gpt.preprocessor import TRANSFER_TASKS
 
 
 def causal_lm_loss(logits, token_ids, padding_mask):
@@ -33,15 +32,15 @@ def causal_lm_loss(logits, token_ids, padding_mask):
 class GptTransferModel(keras.Model):
     """A GPT decoder with a linear head on the ``[EXTRACT]`` token, for the four transfer tasks of GPT-1.
 
-    Inputs are what `tfpretrain.text.encode_gpt_inputs` makes:
+    Inputs are what `tfpretrain.models.gpt.encode_gpt_inputs` makes:
     ``token_ids`` and ``padding_mask`` of shape (batch, sequences,
     sequence_length), every sequence ending in ``[EXTRACT]`` (its last real
     token). The decoder runs on every sequence; the hidden state at
     ``[EXTRACT]`` is that sequence's representation. Then:
 
-    - classify, pair: one sequence; ``Dense(num_classes)`` of its representation;
+    - classify, pair: one sequence; ``Dense(num_labels)`` of its representation;
     - similarity: two sequences (both orders); their representations are
-      added, then ``Dense(num_classes)``;
+      added, then ``Dense(num_labels)``;
     - choice: K sequences (one per answer); ``Dense(1)`` scores each, and the
       logits (batch, K) go to a softmax over the answers.
 
@@ -53,13 +52,13 @@ class GptTransferModel(keras.Model):
     Args:
         decoder: a `tfpretrain.models.gpt.GptDecoder`.
         task: "classify", "pair", "similarity" or "choice".
-        num_classes: int. Labels (ignored for "choice": one score per answer).
+        num_labels: int, default 2. Labels (ignored for "choice": one score per answer).
         lm_loss_weight: float, default 0.5. 0 turns the auxiliary loss off.
         dropout: float, default 0.1. Dropout on the representation.
 
     Example:
 
-    >>> model = GptTransferModel(decoder, "pair", num_classes=2)
+    >>> model = GptTransferModel(decoder, "pair", num_labels=2)
     >>> packed, _ = encode_gpt_inputs(tokenizer, "pair", (premises, hypotheses), 128)
     >>> model(packed).shape
     TensorShape([8, 2])
@@ -69,18 +68,18 @@ class GptTransferModel(keras.Model):
         Pre-Training.
     """
 
-    def __init__(self, decoder, task, num_classes=2, lm_loss_weight=0.5, dropout=0.1, **kwargs):
+    def __init__(self, decoder, task, num_labels=2, lm_loss_weight=0.5, dropout=0.1, **kwargs):
         if task not in TRANSFER_TASKS:
             raise ValueError(f"unknown GPT transfer task {task!r}; choose one of {', '.join(TRANSFER_TASKS)}")
         super().__init__(**kwargs)
         self.decoder = decoder
         self.task = task
-        self.num_classes = int(num_classes)
+        self.num_labels = int(num_labels)
         self.lm_loss_weight = float(lm_loss_weight)
         self.dropout = float(dropout)
         self.representation_dropout = keras.layers.Dropout(self.dropout, name="representation_dropout")
         self.head = keras.layers.Dense(
-            1 if task == "choice" else self.num_classes, kernel_initializer=bert_kernel_initializer(),
+            1 if task == "choice" else self.num_labels, kernel_initializer=bert_kernel_initializer(),
             dtype="float32", name="head")  # logits in float32 under mixed precision
 
     def build(self, input_shape=None):
@@ -109,12 +108,12 @@ class GptTransferModel(keras.Model):
         if self.task == "choice":
             return ops.reshape(self.head(extract), (batch, sequences))  # (batch, choices)
         summed = ops.sum(ops.reshape(extract, (batch, sequences, -1)), axis=1)  # (batch, hidden)
-        return self.head(summed)  # (batch, num_classes)
+        return self.head(summed)  # (batch, num_labels)
 
     def get_config(self):
         config = super().get_config()
         config.update(decoder=keras.saving.serialize_keras_object(self.decoder), task=self.task,
-                      num_classes=self.num_classes, lm_loss_weight=self.lm_loss_weight, dropout=self.dropout)
+                      num_labels=self.num_labels, lm_loss_weight=self.lm_loss_weight, dropout=self.dropout)
         return config
 
     @classmethod

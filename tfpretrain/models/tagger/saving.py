@@ -26,10 +26,12 @@ def save_tagger(directory, model, preprocessor, metadata=None):
 
 def load_tagger(directory):
     """Returns ``(model, preprocessor, metadata)`` saved by `save_tagger`."""
-    import tfpretrain.layers  # noqa: F401  (registers the serialisable classes)
-    import tfpretrain.models  # noqa: F401
-    import tfpretrain.text  # noqa: F401
-    import tfpretrain.training  # noqa: F401
+    # The modules whose serialisable classes a tagger's .keras file names (importing them registers them).
+    import tfpretrain.layers  # noqa: F401
+    import tfpretrain.models.bilm  # noqa: F401
+    import tfpretrain.models.tagger  # noqa: F401
+    import tfpretrain.training.metrics  # noqa: F401
+    import tfpretrain.training.perplexity  # noqa: F401
 
     missing = [name for name in TAGGER_FILES if not os.path.exists(os.path.join(directory, name))]
     if missing:

@@ -6,7 +6,7 @@ from keras import ops
 from tfpretrain.layers.char_cnn import CharCNN
 from tfpretrain.layers.crf import CRF
 from tfpretrain.layers.scalar_mix import ScalarMix
-from tfpretrain.text.char_ids import NUM_CHARS
+from tfpretrain.text.characters import NUM_CHARS
 
 LANGUAGE_MODEL_MODES = ("top", "scalar_mix")
 
@@ -89,13 +89,13 @@ def build_tagger(
         constraint: None, "BIO" or "IOBES": forbid invalid tag transitions.
 
     Inputs: ``{"word_ids": (batch, time), "char_ids": (batch, time, chars)}``
-    from a `tfpretrain.text.TaggingPreprocessor`.
+    from a `tfpretrain.models.tagger.TaggingPreprocessor`.
 
     Example:
 
     >>> model = build_tagger(preprocessor.word_vocabulary_size, preprocessor.tags)
     >>> model.compile(optimizer="adam", metrics=[tfpretrain.training.TokenAccuracy()])
-    >>> model.fit(tfpretrain.text.tagging_dataset(train, preprocessor), epochs=5)
+    >>> model.fit(tfpretrain.models.tagger.tagging_dataset(train, preprocessor), epochs=5)
 
     References:
         Peters et al. (2017). Semi-supervised sequence tagging with bidirectional language models.

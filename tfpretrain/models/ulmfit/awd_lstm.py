@@ -112,14 +112,7 @@ class AwdLstmEncoder(BackboneConfig, keras.Model):
                 x = hidden_locked_dropouts[i](x)
         super().__init__(inputs=token_ids, outputs=x, dtype=dtype, **kwargs)
 
-        self.vocabulary_size = int(vocabulary_size)
-        self.embedding_dim = int(embedding_dim)
-        self.hidden_dim = int(hidden_dim)
-        self.num_layers = int(num_layers)
-        self.embedding_dropout = float(embedding_dropout)
-        self.input_dropout = float(input_dropout)
-        self.hidden_dropout = float(hidden_dropout)
-        self.weight_dropout = float(weight_dropout)
+        self.keep_constructor_arguments(locals())
         self.token_embedding = token_embedding
         self.input_locked_dropout = input_locked_dropout
         self.lstm_layers = lstm_layers
@@ -192,7 +185,7 @@ class AwdLstmLanguageModel(LanguageModelTraining, keras.Model):
         **kwargs: `keras.Model` arguments (``name``, ``trainable``).
 
     Inputs: ``token_ids`` (batch, time) int32 (or a dict holding them), as
-    `tfpretrain.text.word_lm_dataset` yields with targets ``next_ids`` and
+    `tfpretrain.models.ulmfit.word_lm_dataset` yields with targets ``next_ids`` and
     sample weights.
 
     Example:

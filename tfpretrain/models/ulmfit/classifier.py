@@ -1,12 +1,13 @@
 """ULMFiT's classifier on an AWD-LSTM encoder, and the layer groups for discriminative rates and unfreezing."""
 
 import keras
+import numpy as np
 
 from tfpretrain.layers.concat_pooling import ConcatPooling
 from tfpretrain.models.ulmfit.awd_lstm import AwdLstmEncoder, AwdLstmLanguageModel
 
 
-def build_ulmfit_classifier(encoder, num_classes, head_hidden_dim=50, head_dropout=(0.2, 0.1),
+def build_ulmfit_classifier(encoder, num_labels, head_hidden_dim=50, head_dropout=(0.2, 0.1),
                             name="ulmfit_classifier"):
     """ULMFiT's text classifier: an `AwdLstmEncoder`, concat pooling and two linear blocks.
 
@@ -14,26 +15,26 @@ def build_ulmfit_classifier(encoder, num_classes, head_hidden_dim=50, head_dropo
     `tfpretrain.layers.ConcatPooling` ``[last real step; max; mean]`` over the
     real (non-padding) words (batch, 3 * embedding_dim) -> BatchNorm ->
     Dropout(``head_dropout[0]``) -> Dense(``head_hidden_dim``, relu) ->
-    BatchNorm -> Dropout(``head_dropout[1]``) -> Dense(``num_classes``):
+    BatchNorm -> Dropout(``head_dropout[1]``) -> Dense(``num_labels``):
     float32 logits.
 
     Args:
         encoder: an `AwdLstmEncoder` (its weights are shared, e.g. the
             fine-tuned language model's ``lm.encoder``).
-        num_classes: int >= 2.
+        num_labels: int >= 2.
         head_hidden_dim: int, default 50.
         head_dropout: pair of floats, default (0.2, 0.1): dropout before each dense layer.
         name: str, the model's name.
 
     Returns:
         a functional `keras.Model`: ``token_ids`` (batch, time) int32 (0 =
-        padding; `tfpretrain.text.WordTokenizer` ids, ``.to_tensor()``) ->
-        logits (batch, num_classes).
+        padding; `tfpretrain.models.ulmfit.WordTokenizer` ids, ``.to_tensor()``) ->
+        logits (batch, num_labels).
 
     Example:
 
     >>> encoder = AwdLstmEncoder(tokenizer.vocabulary_size(), **{**AWD_LSTM_PRESETS["small"], **CLASSIFIER_DROPOUTS})
-    >>> classifier = build_ulmfit_classifier(encoder, num_classes=2)
+    >>> classifier = build_ulmfit_classifier(encoder, num_labels=2)
     >>> classifier(tokenizer(tf.constant(["a fine film"])).to_tensor()).shape
     TensorShape([1, 2])
 
@@ -41,8 +42,9 @@ def build_ulmfit_classifier(encoder, num_classes, head_hidden_dim=50, head_dropo
         Howard & Ruder (2018). Universal Language Model Fine-tuning for Text
         Classification (section 3.3).
     """
-    if int(num_classes) < 2:
-        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    if int(num_labels) < 2:
+        raise ValueError(f"num_labels must be at least 2, got {num_labels}")
+    head_dropout = tuple(head_dropout)  # config.json stores a list
     if len(head_dropout) != 2:
         raise ValueError(f"head_dropout holds one rate per dense layer (2), got {head_dropout}")
     dtype = encoder.dtype_policy
@@ -56,11 +58,13 @@ def build_ulmfit_classifier(encoder, num_classes, head_hidden_dim=50, head_dropo
         keras.layers.Dense(head_hidden_dim, activation="relu", dtype=dtype, name="head_dense_0"),
         keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, dtype=dtype, name="head_batch_norm_1"),
         keras.layers.Dropout(head_dropout[1], dtype=dtype, name="head_dropout_1"),
-        keras.layers.Dense(num_classes, dtype="float32", name="logits"),  # (batch, num_classes)
+        keras.layers.Dense(num_labels, dtype="float32", name="logits"),  # (batch, num_labels)
     ]
     for layer in head:
         x = layer(x)
-    return keras.Model(token_ids, x, name=name)
+    model = keras.Model(token_ids, x, name=name)
+    model(np.ones((1, 2), "int32"))  # every variable created: checkpoints and saved head weights restore into it
+    return model
 
 
 def _find_encoder(model):

@@ -1,11 +1,20 @@
-"""An AWD-LSTM directory on disk, and carrying weights over to a new vocabulary.
+"""AWD-LSTM and ULMFiT classifier directories on disk, and carrying weights over to a new vocabulary.
 
 Files: ``awd_lstm.json`` (``{"encoder": AwdLstmEncoder arguments,
 "language_model": AwdLstmLanguageModel arguments or null}``),
 ``awd_lstm.weights.h5`` (the language model's weights, or the encoder's),
-``vocab.txt`` (the `tfpretrain.text.WordTokenizer` vocabulary, one word per
-line, word i = id i + 2) and ``config.json`` (``lowercase`` and whatever the
-caller adds: corpus, training settings, results).
+``vocab.txt`` (the `tfpretrain.models.ulmfit.WordTokenizer` vocabulary, one
+word per line, word i = id i + 2) and ``config.json`` (``lowercase`` and
+whatever the caller adds: corpus, training settings, results). A classifier
+directory (`save_classifier`) adds ``head.weights.npz`` (the head's weights,
+shape-checked on loading) and holds ``labels``, ``head_hidden_dim``,
+``head_dropout`` and ``sequence_length`` in its ``config.json``.
+
+Example:
+
+>>> model, tokenizer, config = load_classifier("runs/ulmfit/classifier")
+>>> config["labels"]
+['0', '1']
 """
 
 import os
@@ -13,9 +22,19 @@ import os
 import numpy as np
 
 from tfpretrain.models.model_dir import AWD_LSTM_CONFIG_FILE as MODEL_CONFIG_FILE
-from tfpretrain.models.model_dir import AWD_LSTM_FILES, CONFIG_FILE, VOCABULARY_FILE, read_json, write_json
+from tfpretrain.models.model_dir import (
+    AWD_LSTM_FILES,
+    CONFIG_FILE,
+    HEAD_WEIGHTS_FILE,
+    VOCABULARY_FILE,
+    load_head_weights,
+    read_json,
+    save_head_weights,
+    write_json,
+)
 from tfpretrain.models.model_dir import AWD_LSTM_WEIGHTS_FILE as WEIGHTS_FILE
 from tfpretrain.models.ulmfit.awd_lstm import ENCODER_DROPOUTS, AwdLstmEncoder, AwdLstmLanguageModel
+from tfpretrain.models.ulmfit.classifier import build_ulmfit_classifier, layer_groups
 
 _NUM_SPECIAL_IDS = 2  # 0 padding, 1 [UNK]: rows that precede the vocabulary's words
 
@@ -43,7 +62,7 @@ def save_awd_lstm(directory, model, vocabulary, config=None):
         directory: str. Created if missing; existing AWD-LSTM files are overwritten.
         model: an `AwdLstmLanguageModel` (encoder, output bias and head
             settings are saved) or an `AwdLstmEncoder`.
-        vocabulary: a `tfpretrain.text.WordTokenizer` (its ``lowercase`` is
+        vocabulary: a `tfpretrain.models.ulmfit.WordTokenizer` (its ``lowercase`` is
             saved too) or its list of words.
         config: optional JSON-serialisable dict stored as ``config.json``
             (e.g. the corpus and training settings). ``lowercase`` defaults to
@@ -90,7 +109,7 @@ def load_awd_lstm(directory, dtype=None, **overrides):
     Returns:
         ``(model, tokenizer, config)``: the `AwdLstmLanguageModel` (or
         `AwdLstmEncoder`, as saved) with its weights, a
-        `tfpretrain.text.WordTokenizer` over the saved vocabulary with the
+        `tfpretrain.models.ulmfit.WordTokenizer` over the saved vocabulary with the
         saved ``lowercase``, and the ``config.json`` dict. Call it under a
         ``tf.distribute`` strategy's scope to place the variables there.
 
@@ -98,7 +117,7 @@ def load_awd_lstm(directory, dtype=None, **overrides):
         FileNotFoundError: a missing directory or file. ValueError: files
             that do not fit together, or an unknown override.
     """
-    from tfpretrain.text.word_lm_datasets import WordTokenizer
+    from tfpretrain.models.ulmfit.preprocessor import WordTokenizer
 
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"AWD-LSTM directory {directory} does not exist")
@@ -138,6 +157,59 @@ def load_awd_lstm(directory, dtype=None, **overrides):
             f"({tokenizer.vocabulary_size()} ids) but the encoder embeds {encoder.vocabulary_size} "
             f"({MODEL_CONFIG_FILE}: vocabulary_size)"
         )
+    return model, tokenizer, config
+
+
+def read_config(directory):
+    """The ``config.json`` of an AWD-LSTM or classifier directory, or None where there is none."""
+    return read_json(directory, CONFIG_FILE) if os.path.isfile(os.path.join(directory, CONFIG_FILE)) else None
+
+
+def _head_layers(classifier):
+    """The classifier head's layers that hold weights (the top `layer_groups` group)."""
+    return [layer for layer in layer_groups(classifier)[-1] if layer.weights]
+
+
+def is_classifier_dir(directory):
+    """Whether ``directory`` holds a ULMFiT classifier (`save_classifier`: config.json with labels, head weights)."""
+    config = read_config(directory) if os.path.isdir(directory) else None
+    return bool(config) and "labels" in config and os.path.exists(os.path.join(directory, HEAD_WEIGHTS_FILE))
+
+
+def save_classifier(directory, classifier, encoder, tokenizer, config):
+    """Writes a ULMFiT classifier: its encoder as an AWD-LSTM directory plus ``head.weights.npz``.
+
+    Args:
+        directory: str. Created if missing.
+        classifier: the `build_ulmfit_classifier` model.
+        encoder: its `AwdLstmEncoder`.
+        tokenizer: its `tfpretrain.models.ulmfit.WordTokenizer`.
+        config: dict for ``config.json``, with ``labels``, ``head_hidden_dim``,
+            ``head_dropout`` and ``sequence_length`` (`load_classifier` reads
+            them); written last, so that a directory with it is finished.
+    """
+    save_head_weights(directory, _head_layers(classifier))
+    save_awd_lstm(directory, encoder, tokenizer, config)  # config.json last: the stage is finished
+
+
+def load_classifier(directory):
+    """Reads a classifier directory written by `save_classifier` -> ``(model, tokenizer, config)``.
+
+    The head's weights are checked against the model that config.json
+    describes, name by name and shape by shape
+    (`tfpretrain.models.model_dir.load_head_weights`).
+
+    Example:
+
+    >>> model, tokenizer, config = load_classifier("runs/ulmfit/classifier")
+    """
+    if not is_classifier_dir(directory):
+        raise FileNotFoundError(f"{directory} is not a ULMFiT classifier directory (no config.json with labels); "
+                                "train one with train_classifier or `tfpretrain ulmfit --stage classifier`")
+    encoder, tokenizer, config = load_awd_lstm(directory)
+    model = build_ulmfit_classifier(encoder, len(config["labels"]), head_hidden_dim=config["head_hidden_dim"],
+                                    head_dropout=config["head_dropout"])
+    load_head_weights(directory, _head_layers(model), described_by=CONFIG_FILE)
     return model, tokenizer, config
 
 

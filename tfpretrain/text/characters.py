@@ -4,7 +4,7 @@ Id 0 is padding, ``byte + 1`` (1..256) a byte of the token, 257 begins and 258
 ends a word. Every string has an encoding, whatever its script, so there is no
 character vocabulary to build or save.
 
->>> tfpretrain.text.char_ids(tf.constant([["ab", ""]]), max_chars=5).numpy()
+>>> tfpretrain.text.characters(tf.constant([["ab", ""]]), max_chars=5).numpy()
 array([[[257,  98,  99, 258,   0],
         [  0,   0,   0,   0,   0]]], dtype=int32)
 """

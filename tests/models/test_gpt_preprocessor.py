@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfpretrain.text.gpt_transforms import TRANSFER_TOKENS, encode_gpt_inputs, sequence_layout
+from tfpretrain.models.gpt.preprocessor import TRANSFER_TOKENS, encode_gpt_inputs, sequence_layout
 from tfpretrain.text.task_readers import read_choice_tsv
 from tfpretrain.text.readers import DataFormatError
 from tfpretrain.text.wordpiece import RESERVED_TOKENS, WordPieceTokenizer

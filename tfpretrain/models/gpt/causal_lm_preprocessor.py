@@ -1,18 +1,18 @@
-"""Next-token (causal language model) batches streamed from raw text files, tokenised and packed in tf.data.
+"""GPT's pretraining data: next-token batches streamed from raw text files, tokenised and packed in tf.data.
 
 reader -> batches of lines -> WordPiece ids in the graph, ``[SEP]`` after
 every line (a line is a document; ``[SEP]`` is GPT's end-of-text token) ->
 one continuous piece stream cut into windows of ``sequence_length + 1``
-pieces (`tfpretrain.text.bert_datasets.piece_sequences`, which BERT's
-masked-LM data uses too) -> shuffle buffer -> batch -> inputs are a window's
-first ``sequence_length`` pieces, targets its last ``sequence_length`` ->
+pieces (`tfpretrain.text.streams.next_token_windows`, which ULMFiT's word
+stream uses too) -> shuffle buffer -> batch -> inputs are a window's first
+``sequence_length`` pieces, targets its last ``sequence_length`` ->
 prefetch. Packing leaves no padding, and attention runs across document
 boundaries, as in GPT-2's training.
 """
 
 import tensorflow as tf
 
-from tfpretrain.text.bert_datasets import piece_sequences
+from tfpretrain.text.streams import next_token_windows
 
 
 def causal_lm_dataset(paths, tokenizer, sequence_length=128, batch_size=16, shuffle_buffer=1000, seed=0,
@@ -52,6 +52,7 @@ def causal_lm_dataset(paths, tokenizer, sequence_length=128, batch_size=16, shuf
 
     Example:
 
+    >>> from tfpretrain.models.gpt import causal_lm_dataset
     >>> dataset = causal_lm_dataset(["ud_english_ewt/train.conllu"], tokenizer, split="train")
     >>> x, y, weights = next(iter(dataset))
     >>> bool((x["token_ids"][:, 1:] == y[:, :-1]).numpy().all())
@@ -61,17 +62,11 @@ def causal_lm_dataset(paths, tokenizer, sequence_length=128, batch_size=16, shuf
         Radford et al. (2019). Language Models are Unsupervised Multitask
         Learners (documents packed with an end-of-text token between them).
     """
-    if sequence_length < 1:
-        raise ValueError(f"sequence_length must be at least 1, got {sequence_length}")
-    windows = piece_sequences(paths, tokenizer, sequence_length + 1, split, heldout_every, repeat,
-                              end_of_line_id=tokenizer.sep_token_id)  # (sequence_length + 1,)
-    if shuffle_buffer and split != "heldout":
-        windows = windows.shuffle(shuffle_buffer, seed=seed)
-    batches = windows.batch(batch_size, drop_remainder=True)  # (batch, sequence_length + 1)
+    windows = next_token_windows(paths, tokenizer, sequence_length, batch_size, tokenizer.sep_token_id, split,
+                                 heldout_every, repeat, shuffle_buffer, seed, drop_remainder=True)
 
-    def make_example(window):
-        token_ids = window[:, :-1]  # (batch, sequence_length)
+    def make_example(token_ids, next_ids):  # (batch, sequence_length) each
         x = {"token_ids": token_ids, "padding_mask": tf.ones_like(token_ids, tf.int32)}
-        return x, window[:, 1:], tf.ones_like(token_ids, tf.float32)
+        return x, next_ids, tf.ones_like(token_ids, tf.float32)
 
-    return batches.map(make_example, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return windows.map(make_example, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -1,27 +1,37 @@
-"""Word-level language-model data: a word tokenizer in the graph, a vocabulary from files, packed next-word batches.
+"""ULMFiT's preprocessor: raw strings -> word ids in the graph, for the language models and the classifier.
 
-reader -> batches of lines -> (lower-cased) `tfpretrain.text.tokenize` words ->
-vocabulary ids in the graph (`WordTokenizer`), ``</S>`` after every line ->
-one continuous word stream cut into windows of ``sequence_length + 1`` words
-(`tfpretrain.text.bert_datasets.piece_sequences`, shared with BERT's and
-GPT's data) -> shuffle -> batch -> inputs and next-word targets. Word ids: 0
-padding, 1 ``[UNK]``, then the vocabulary (whose first word is ``</S>``).
+The one path from strings to ULMFiT inputs:
+
+- `WordTokenizer`: `tfpretrain.text.tokenize` words (lower-cased) looked up
+  in a vocabulary (`build_word_vocabulary` from files, `build_text_vocabulary`
+  from texts); ids 0 padding, 1 ``[UNK]``, then the vocabulary, whose first
+  word is ``</S>``;
+- `word_lm_dataset` (stages 1 and 2): lines -> word ids, ``</S>`` after every
+  line -> one continuous stream cut into next-word windows
+  (`tfpretrain.text.streams.next_token_windows`, shared with GPT);
+- `classifier_token_ids` (stage 3): a text's first ``sequence_length`` word ids
+  and whether it was cut, used by `classification_dataset` (training,
+  evaluation, prediction) and by the exported
+  `tfpretrain.export.classifier_modules.UlmfitClassifierModule` alike.
 
 Example:
 
+>>> from tfpretrain.models.ulmfit import WordTokenizer, build_word_vocabulary, word_lm_dataset
 >>> vocabulary = build_word_vocabulary(["ud_english_ewt/train.conllu"], min_count=2)
 >>> dataset = word_lm_dataset(["ud_english_ewt/train.conllu"], vocabulary, sequence_length=70, split="train")
 >>> token_ids, next_ids, weights = next(iter(dataset))  # (32, 70) each
 """
 
 import collections
+import math
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from tfpretrain.text.bert_datasets import piece_sequences
-from tfpretrain.text.datasets import END_OF_SENTENCE, text_lines
+from tfpretrain.text.buckets import DEFAULT_BUCKET_BOUNDARIES, bucket_by_length, bucket_of, fill_batch, pad_to_bucket
+from tfpretrain.text.streams import END_OF_SENTENCE, next_token_windows, text_lines
 from tfpretrain.text.tokenizer import tokenize
 from tfpretrain.text.vocabulary import OOV_TOKEN, PADDING_TOKEN, build_vocabulary, load_vocabulary
 
@@ -61,7 +71,7 @@ class WordTokenizer(keras.layers.Layer):
 
     Example:
 
-    >>> tokenizer = tfpretrain.text.WordTokenizer(["</S>", "the", "cat"])
+    >>> tokenizer = tfpretrain.models.ulmfit.WordTokenizer(["</S>", "the", "cat"])
     >>> tokenizer(tf.constant(["The cat sat."])).to_list()
     [[3, 4, 1, 1]]
     >>> tokenizer.detokenize(tf.constant([[3, 4, 2, 0]])).numpy()
@@ -145,7 +155,7 @@ class WordTokenizer(keras.layers.Layer):
 def build_word_vocabulary(paths, min_count=2, max_size=60000, lowercase=True, batch_size=1024):
     """The words of text files by falling frequency, ``</S>`` first: a `WordTokenizer` vocabulary.
 
-    Streams the files with `tfpretrain.text.text_lines` (plain text, one
+    Streams the files with `tfpretrain.text.streams.text_lines` (plain text, one
     line per text, or CoNLL-U ``# text =`` lines), splits them with
     `word_tokens` in the graph a batch of lines at a time, and counts in
     Python; only the counts are held in memory.
@@ -185,14 +195,32 @@ def build_word_vocabulary(paths, min_count=2, max_size=60000, lowercase=True, ba
     return vocabulary
 
 
+def build_text_vocabulary(texts, min_count=2, max_size=None, lowercase=True):
+    """A `WordTokenizer` vocabulary of a list of texts (a classifier trained from scratch): ``</S>``, then by frequency.
+
+    As `build_word_vocabulary`, for texts in memory rather than files.
+
+    Example:
+
+    >>> build_text_vocabulary(["a fine film", "a dull film"], min_count=2)
+    ['</S>', 'a', 'film']
+    """
+    tokens = word_tokens(tf.constant(list(texts)), lowercase).to_list()
+    words = ([w.decode("utf-8") for w in row] for row in tokens)
+    vocabulary = build_vocabulary(words, min_count=min_count, max_size=max_size, reserved=WORD_LM_RESERVED)
+    if len(vocabulary) == len(WORD_LM_RESERVED):
+        raise ValueError(f"no word occurs {min_count} or more times in the training texts; lower min_count")
+    return vocabulary
+
+
 def word_lm_dataset(paths, vocabulary, sequence_length=70, batch_size=32, split="train", heldout_every=20,
                     lowercase=True, shuffle_buffer=1000, seed=0, repeat=None):
     """Batches of ``(token_ids, next_ids, weights)`` for a word-level LM, streamed from text files.
 
     The lines' word ids, each line followed by ``</S>``, form one continuous
     stream cut into windows of ``sequence_length + 1`` words
-    (`tfpretrain.text.bert_datasets.piece_sequences`, as GPT's
-    `tfpretrain.text.lm_datasets.causal_lm_dataset`): ``token_ids`` are a
+    (`tfpretrain.text.streams.next_token_windows`, as GPT's
+    `tfpretrain.models.gpt.causal_lm_dataset`): ``token_ids`` are a
     window's first ``sequence_length`` words, ``next_ids`` the word after each
     of them. Windows do not overlap (the first word of a window is never a
     target) and start anywhere in a line; the tail that fills no window is
@@ -242,18 +270,106 @@ def word_lm_dataset(paths, vocabulary, sequence_length=70, batch_size=32, split=
             f"the vocabulary has no {END_OF_LINE!r}, the token that ends every line of the stream; build it with "
             "build_word_vocabulary (which puts it first)"
         )
-    if sequence_length < 1:
-        raise ValueError(f"sequence_length must be at least 1, got {sequence_length}")
     if repeat is None:
         repeat = split != "heldout"
-    windows = piece_sequences(paths, tokenizer, sequence_length + 1, split, heldout_every, repeat,
-                              end_of_line_id=tokenizer.end_of_line_id)  # (sequence_length + 1,)
-    if shuffle_buffer and split != "heldout":
-        windows = windows.shuffle(shuffle_buffer, seed=seed)
-    batches = windows.batch(batch_size, drop_remainder=repeat)  # (batch, sequence_length + 1)
+    windows = next_token_windows(paths, tokenizer, sequence_length, batch_size, tokenizer.end_of_line_id, split,
+                                 heldout_every, repeat, shuffle_buffer, seed, drop_remainder=repeat)
 
-    def make_example(window):
-        next_ids = window[:, 1:]  # (batch, sequence_length)
-        return window[:, :-1], next_ids, tf.ones_like(next_ids, tf.float32)
+    def make_example(token_ids, next_ids):  # (batch, sequence_length) each
+        return token_ids, next_ids, tf.ones_like(next_ids, tf.float32)
 
-    return batches.map(make_example, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return windows.map(make_example, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def classifier_token_ids(tokenizer, texts, sequence_length):
+    """The classifier's input: each text's first ``sequence_length`` word ids, and whether words were cut.
+
+    The one encoding of texts for ULMFiT's classifier: `classification_dataset`
+    (training, evaluation, prediction) and the exported SavedModel
+    (`tfpretrain.export.classifier_modules.UlmfitClassifierModule`) both call it.
+
+    Args:
+        tokenizer: a `WordTokenizer`.
+        texts: string tensor ``(batch,)``.
+        sequence_length: int. Words kept per text.
+
+    Returns:
+        ``(token_ids, truncated)``: ragged int32 ``(batch, None)`` with at most
+        ``sequence_length`` ids a row, and bool ``(batch,)``, True where the
+        text had more words.
+
+    Example:
+
+    >>> token_ids, truncated = classifier_token_ids(tokenizer, tf.constant(["a fine film", "film"]), 2)
+    >>> token_ids.to_list(), truncated.numpy().tolist()
+    ([[3, 4], [5]], [True, False])
+    """
+    token_ids = tokenizer(texts)  # (batch, None)
+    truncated = token_ids.row_lengths() > sequence_length  # (batch,)
+    return token_ids[:, :sequence_length], truncated
+
+
+def classification_dataset(texts, label_ids, tokenizer, batch_size=32, sequence_length=128, shuffle=False,
+                           seed=0, bucket_boundaries=DEFAULT_BUCKET_BOUNDARIES, static_shapes=False):
+    """Batches of ``(token_ids, label_ids)``: texts as word ids (0-padded, at most ``sequence_length``).
+
+    With ``shuffle`` (training) the texts are shuffled every epoch and batched
+    with texts of similar length (less padding); otherwise batches keep the
+    input order. Tokenisation runs in the graph (`WordTokenizer`).
+
+    Args:
+        texts: list of str. label_ids: list of int, or None (no labels: the
+            dataset yields token ids alone).
+        tokenizer: a `WordTokenizer`.
+        static_shapes: bool. Every batch ``(batch_size, length)`` with
+            ``length`` a bucket boundary or ``sequence_length``, for XLA and
+            TPUs (`tfpretrain.text.buckets`). Batches are then ``(token_ids,
+            label_ids, sample_weights)``: the rows that fill a short batch
+            have label -1 and weight 0 (compile the loss with
+            ``ignore_class=-1``, as ``tfpretrain ulmfit`` does).
+
+    Example:
+
+    >>> data = classification_dataset(["a fine film", "dull"], [1, 0], tokenizer, batch_size=2)
+    >>> token_ids, label_ids = next(iter(data))  # (2, 3) int32, (2,) int32
+    """
+    texts = tf.constant(list(texts), dtype=tf.string)
+    labels = tf.constant(list(label_ids) if label_ids is not None else [0] * int(texts.shape[0]), tf.int32)
+    dataset = tf.data.Dataset.from_tensor_slices((texts, labels))
+    if not shuffle and not static_shapes:
+        dataset = dataset.batch(batch_size).map(
+            lambda text, label: (classifier_token_ids(tokenizer, text, sequence_length)[0].to_tensor(), label))
+    elif not shuffle:  # input order, static shapes
+
+        def encode_in_order(text, label):
+            ids, _ = classifier_token_ids(tokenizer, text, sequence_length)
+            real, ids = pad_to_bucket(ids, bucket_boundaries, sequence_length, batch_size)
+            _, (label,) = fill_batch(batch_size, (label,))
+            return real, ids, label
+
+        dataset = dataset.batch(batch_size).map(encode_in_order)
+    else:
+        dataset = dataset.shuffle(int(texts.shape[0]), seed=seed, reshuffle_each_iteration=True)
+
+        def encode(text, label):  # a batch of texts -> padded ids and lengths, for unbatching row by row
+            ids, _ = classifier_token_ids(tokenizer, text, sequence_length)
+            return ids.to_tensor(), ids.row_lengths(), label
+
+        dataset = dataset.batch(1024).map(encode).unbatch().map(lambda ids, length, label: (ids[:length], label))
+        dataset = bucket_by_length(dataset, batch_size, bucket_boundaries, (0, 0), static_shapes, sequence_length)
+    if static_shapes:
+        dataset = dataset.map(lambda real, ids, label: (ids, tf.where(real, label, -1), tf.cast(real, "float32")))
+    elif shuffle:  # every row of a dynamic batch is real
+        dataset = dataset.map(lambda real, ids, label: (ids, label))
+    if label_ids is None:
+        dataset = dataset.map(lambda ids, *rest: ids)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def classification_batch_count(texts, tokenizer, batch_size, sequence_length,
+                               bucket_boundaries=DEFAULT_BUCKET_BOUNDARIES):
+    """Batches per epoch of the shuffled `classification_dataset`: each bucket's texts / batch_size, rounded up."""
+    token_ids, _ = classifier_token_ids(tokenizer, tf.constant(list(texts)), sequence_length)
+    lengths = token_ids.row_lengths().numpy()
+    counts = np.bincount(bucket_of(lengths, [b for b in bucket_boundaries if b > 0]))
+    return int(sum(math.ceil(count / batch_size) for count in counts))

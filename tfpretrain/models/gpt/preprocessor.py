@@ -1,4 +1,9 @@
-"""GPT's transfer inputs: each task rewritten as token sequences for a left-to-right decoder.
+"""GPT's preprocessor for fine-tuning: each task's texts rewritten as token sequences for a left-to-right decoder.
+
+The one path from strings to `GptTransferModel` inputs: fine-tuning's tf.data
+pipeline (`tfpretrain.models.task_model.task_dataset`), prediction and the
+exported classifier (`tfpretrain.export.GptClassifierModule`) all call
+`encode_gpt_inputs`.
 
 Radford et al. (2018), figure 1: a task's texts become one or more token
 sequences that start with ``[START]``, join texts with ``[DELIM]`` and end
@@ -17,6 +22,7 @@ text first (round robin), and reported.
 
 Example:
 
+>>> from tfpretrain.models.gpt.preprocessor import encode_gpt_inputs
 >>> packed, truncated = encode_gpt_inputs(tokenizer, "pair", (premises, hypotheses), 64)
 >>> packed["token_ids"].shape   # (batch, sequences per example, sequence_length)
 TensorShape([8, 1, 64])
@@ -28,6 +34,8 @@ from tfpretrain.text.packing import pack_segments
 
 START_TOKEN, DELIMITER_TOKEN, EXTRACT_TOKEN = "[START]", "[DELIM]", "[EXTRACT]"
 TRANSFER_TOKENS = (START_TOKEN, DELIMITER_TOKEN, EXTRACT_TOKEN)
+# What `encode_gpt_inputs` returns (and `GptTransferModel` takes): int32 ids and mask.
+INPUT_DTYPES = {"token_ids": "int32", "padding_mask": "int32"}
 
 # task -> the texts of each sequence, as indices into the example's text columns
 # (choice: context 0 with each choice 1..K, filled in by `sequence_layout`).
@@ -36,7 +44,7 @@ _LAYOUTS = {
     "pair": ((0, 1),),
     "similarity": ((0, 1), (1, 0)),
 }
-GPT_TASKS = ("classify", "pair", "similarity", "choice")
+TRANSFER_TASKS = ("classify", "pair", "similarity", "choice")
 
 
 def sequence_layout(task, num_texts):
@@ -46,7 +54,7 @@ def sequence_layout(task, num_texts):
             raise ValueError(f"a choice example needs a context and at least 2 choices, got {num_texts} text(s)")
         return tuple((0, k) for k in range(1, num_texts))
     if task not in _LAYOUTS:
-        raise ValueError(f"unknown GPT transfer task {task!r}; choose one of {', '.join(GPT_TASKS)}")
+        raise ValueError(f"unknown GPT transfer task {task!r}; choose one of {', '.join(TRANSFER_TASKS)}")
     layout = _LAYOUTS[task]
     needed = 1 + max(max(texts) for texts in layout)
     if num_texts != needed:

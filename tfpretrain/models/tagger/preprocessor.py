@@ -1,12 +1,25 @@
-"""Raw text or tokens -> the word and character ids a tagger reads, in the graph."""
+"""The tagger's preprocessor: raw text or tokens -> the word and character ids a `CRFTagger` reads, in the graph.
+
+`TaggingPreprocessor` is the one path from tokens to model inputs (and from
+tags to tag ids) for training (`tagging_dataset`), evaluation, prediction
+(`text_dataset`) and the exported `tfpretrain.export.TaggingModule`.
+
+Example:
+
+>>> from tfpretrain.models.tagger import TaggingPreprocessor, tagging_dataset
+>>> pre = TaggingPreprocessor(words, tags)
+>>> model.fit(tagging_dataset(train, pre, shuffle=True), epochs=5)
+"""
 
 import functools
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from tfpretrain.text.char_ids import BEGIN_OF_WORD, char_ids
+from tfpretrain.text.buckets import DEFAULT_BUCKET_BOUNDARIES, bucket_by_length
+from tfpretrain.text.characters import BEGIN_OF_WORD, char_ids
 from tfpretrain.text.tokenizer import tokenize
 from tfpretrain.text.vocabulary import OOV_TOKEN, PADDING_TOKEN
 
@@ -43,7 +56,6 @@ def keys_of(token_lists, lowercase=True):
     return [key.decode("utf-8", "replace") for key in word_keys(tf.constant(tokens), lowercase).numpy()]
 
 
-
 @keras.saving.register_keras_serializable(package="tfpretrain")
 class TaggingPreprocessor(keras.layers.Layer):
     """Turns tokens into ``{"word_ids", "char_ids"}`` and tags into tag ids.
@@ -66,7 +78,7 @@ class TaggingPreprocessor(keras.layers.Layer):
 
     Example:
 
-    >>> pre = tfpretrain.text.TaggingPreprocessor(["the", "cat"], ["O", "B-ANIMAL"])
+    >>> pre = tfpretrain.models.tagger.TaggingPreprocessor(["the", "cat"], ["O", "B-ANIMAL"])
     >>> features = pre(pre.tokenize(["The cat sat."]).to_tensor())
     >>> features["word_ids"].numpy()
     array([[2, 3, 1, 1]], dtype=int32)
@@ -146,3 +158,80 @@ class TaggingPreprocessor(keras.layers.Layer):
             lowercase=self.lowercase,
         )
         return config
+
+
+def _sentence_slicer(*sequence_lists):
+    """index -> a tuple of 1-D string tensors, sliced in the graph from flat constants."""
+    lengths = np.array([len(s) for s in sequence_lists[0]], dtype=np.int64)
+    splits = tf.constant(np.concatenate([[0], np.cumsum(lengths)]), dtype=tf.int64)
+    flats = [tf.constant([t for s in sequences for t in s] or [""], dtype=tf.string) for sequences in sequence_lists]
+
+    def element(i):
+        return tuple(flat[splits[i] : splits[i + 1]] for flat in flats)
+
+    return element
+
+
+def tagging_dataset(
+    sentences,
+    preprocessor,
+    batch_size=32,
+    shuffle=False,
+    seed=None,
+    bucket_boundaries=DEFAULT_BUCKET_BOUNDARIES,
+    static_shapes=False,
+):
+    """Batches of ``({"word_ids", "char_ids"}, tag_ids)`` from tagged sentences.
+
+    Sentences are grouped by length (bucketing keeps padding small), padded,
+    and turned into ids by ``preprocessor`` inside the graph. Tag ids are -1 at
+    padded steps.
+
+    Args:
+        sentences: list of `tfpretrain.text.TaggedSentence` (or objects with
+            ``tokens`` and ``tags``).
+        preprocessor: a `TaggingPreprocessor`.
+        batch_size: int. Sentences per batch.
+        shuffle: bool. Shuffle sentences each epoch (before bucketing).
+        seed: int or None. Shuffle seed.
+        bucket_boundaries: sequence of ints, the length buckets.
+        static_shapes: bool. Every batch ``(batch_size, length)`` with
+            ``length`` a bucket boundary or the longest sentence, for XLA and
+            TPUs (`tfpretrain.text.buckets`); the rows that fill a bucket's
+            last batch have tag ids -1 throughout, so that the loss and the
+            metrics ignore them.
+
+    Example:
+
+    >>> ds = tagging_dataset(read_conllu("dev.conllu"), preprocessor, batch_size=16)
+    >>> features, tag_ids = next(iter(ds))
+    """
+    dataset = tf.data.Dataset.range(len(sentences))
+    if shuffle:
+        dataset = dataset.shuffle(max(1, len(sentences)), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(_sentence_slicer([s.tokens for s in sentences], [s.tags for s in sentences]))
+    longest = max((len(s.tokens) for s in sentences), default=1)
+    dataset = bucket_by_length(dataset, batch_size, bucket_boundaries, (PADDING_TOKEN, PADDING_TOKEN),
+                               static_shapes, sequence_length=longest)
+    dataset = dataset.map(
+        lambda real, t, g: (preprocessor(t), tf.where(real[:, None], preprocessor.tag_ids(g), -1)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def text_dataset(texts, preprocessor, batch_size=32):
+    """Batches of ``(tokens, {"word_ids", "char_ids"})`` for raw strings, in input order.
+
+    Example:
+
+    >>> tokens, features = next(iter(text_dataset(["The cat sat ."], preprocessor)))
+    """
+    dataset = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), dtype=tf.string))
+    dataset = dataset.batch(batch_size)
+
+    def prepare(batch):
+        tokens = tokenize(batch).to_tensor(default_value=PADDING_TOKEN)
+        return tokens, preprocessor(tokens)
+
+    return dataset.map(prepare).prefetch(tf.data.AUTOTUNE)

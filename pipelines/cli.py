@@ -1,0 +1,489 @@
+"""The ``tfpretrain`` command line (also ``python -m tfpretrain``).
+
+Each command is one pair of functions, side by side: ``add_<command>`` declares
+its options and ``run_<command>`` calls its job in `tfpretrain.pipelines`
+(``set_defaults(run=...)`` joins them). Choices shared with the library
+(precisions, XLA modes, data formats, tasks) are the library's own
+constants. TensorFlow is imported only once a command
+runs, so ``--help`` is instant.
+"""
+
+import argparse
+import inspect
+import json
+import os
+import sys
+
+from tfpretrain.models.model_dir import TASKS
+from tfpretrain.text.readers import FORMATS
+from tfpretrain.training.precision import PRECISIONS, XLA_MODES
+
+# Choices whose library constants sit in modules that import TensorFlow: tests/pipelines/test_cli.py checks
+# that they equal tfpretrain.models.gpt.generation.SAMPLERS and tfpretrain.models.bert.embedder's.
+SAMPLERS = ("greedy", "top_k", "top_p")
+LAYER_COMBINATIONS = ("last", "second_to_last", "sum_last_four", "concat_last_four")  # the CLI offers no scalar_mix
+SENTENCE_POOLINGS = ("mean", "cls")
+
+
+def _column(value):
+    """--column: a CoNLL-U field or header name, or a 0-based index."""
+    if value is None:
+        return None
+    return int(value) if str(value).lstrip("-").isdigit() else value
+
+
+def _verbosity():
+    """Progress bars on a terminal, one line per epoch in logs and CI."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _keywords(args, *functions):
+    """The parsed options whose names are parameters of ``functions`` (the option's dest is the parameter's name)."""
+    names = {name for function in functions for name in inspect.signature(function).parameters}
+    return {name: value for name, value in vars(args).items() if name in names}
+
+
+def _texts(args):
+    """The TEXT arguments, else one text per line of stdin."""
+    return args.text or [line.rstrip("\r\n") for line in sys.stdin]
+
+
+# ---------------------------------------------------------------------------
+# Options several commands share
+
+
+def _add_data_format(parser, required=True):
+    parser.add_argument("--format", choices=FORMATS, required=required,
+                        help="conll (CoNLL-2003 columns), iob2 (UNER tab-separated) or conllu")
+    parser.add_argument("--column", type=_column, default=None,
+                        help="tag column: a CoNLL-U field name (upos, xpos, ...) or a 0-based index")
+
+
+def _add_accelerator(parser, bucketed=False):
+    """--precision and --xla, the same on every training command; --static-shapes on those that bucket by length."""
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="Keras dtype policy: float32, or float16 / bfloat16 compute with float32 weights "
+                             "(default: what the run in --out recorded, else float32)")
+    parser.add_argument("--xla", choices=tuple(XLA_MODES), default="auto",
+                        help="compile the train step with XLA (auto: on with a GPU; on 2 CPU cores XLA measured slower)")
+    if bucketed:
+        parser.add_argument("--static-shapes", choices=tuple(XLA_MODES), default="auto",
+                            help="pad every batch to a length bucket and batch size, so that XLA compiles a "
+                                 "few shapes and TPUs get static ones (auto: on when XLA is on)")
+
+
+def _accelerator_options(args):
+    """The ``precision=`` and ``jit_compile=`` (and ``static_shapes=``) keywords of the training jobs."""
+    options = dict(precision=args.precision, jit_compile=XLA_MODES[args.xla])
+    if getattr(args, "static_shapes", None) is not None:
+        options.update(static_shapes=XLA_MODES[args.static_shapes])
+    return options
+
+
+def _add_strategy(parser, cluster=False):
+    strategies = ("default", "mirrored") + (("multiworker", "tpu") if cluster else ())
+    parser.add_argument("--strategy", choices=strategies, default="default",
+                        help="tf.distribute strategy: mirrored trains data-parallel on every GPU "
+                             "(or on --logical-cpus CPU devices)" + (
+                                 "; multiworker: one process per machine, the cluster in TF_CONFIG; tpu: "
+                                 "TPUStrategy on the local TPU or TPU_NAME's (untested here)" if cluster else ""))
+    parser.add_argument("--logical-cpus", type=int, default=None, metavar="N",
+                        help="split the CPU into N logical devices (to try --strategy mirrored without a GPU)")
+
+
+def _training_options(args, function):
+    """A training job's keywords: the options named like its parameters, accelerator settings and verbosity."""
+    return {**_keywords(args, function), **_accelerator_options(args), "verbose": _verbosity()}
+
+
+# ---------------------------------------------------------------------------
+# ELMo-style BiLM and the CRF tagger
+
+
+def add_pretrain_bilm(commands):
+    p = commands.add_parser("pretrain-bilm", help="pretrain a bidirectional LSTM language model on raw text")
+    p.add_argument("--text", dest="text_paths", nargs="+", required=True, metavar="FILE",
+                   help="plain text (one sentence or paragraph per line) or CoNLL-U files ('# text =' lines)")
+    p.add_argument("--out", dest="out_dir", required=True, metavar="DIR")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--preset", default="small", help="tiny, small, elmo_small or elmo_original")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", dest="sequence_length", type=int, default=64, help="tokens kept per line")
+    p.add_argument("--min-count", type=int, default=2, help="rarer words map to [UNK]")
+    _add_accelerator(p, bucketed=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=run_pretrain_bilm)
+
+
+def run_pretrain_bilm(args):
+    from tfpretrain.pipelines import pretrain_bilm
+
+    print(json.dumps(pretrain_bilm.run(**_training_options(args, pretrain_bilm.run))))
+
+
+def add_train_tagger(commands):
+    p = commands.add_parser("train-tagger", help="train a CRF sequence tagger (optionally with a pretrained BiLM)")
+    p.add_argument("--train", dest="train_path", required=True, metavar="FILE")
+    p.add_argument("--dev", dest="dev_path", required=True, metavar="FILE")
+    _add_data_format(p)
+    p.add_argument("--bilm", dest="bilm_dir", metavar="DIR", help="a directory written by pretrain-bilm")
+    p.add_argument("--bilm-mode", dest="language_model_mode", choices=("top", "scalar_mix"), default="top",
+                   help="top: TagLM (LM top layer after the first BiLSTM); scalar_mix: ELMo at the input")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--preset", default="small", help="tiny, small or base")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=3e-3)
+    p.add_argument("--constraint", choices=("auto", "none", "BIO", "IOBES"), default="auto",
+                   help="forbid invalid tag transitions in the CRF (auto: from the tag set)")
+    _add_accelerator(p, bucketed=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", dest="out_dir", required=True, metavar="DIR")
+    p.set_defaults(run=run_train_tagger)
+
+
+def run_train_tagger(args):
+    from tfpretrain.pipelines import train_tagger
+
+    options = _training_options(args, train_tagger.run)
+    options["constraint"] = None if args.constraint == "none" else args.constraint
+    print(json.dumps(train_tagger.run(**options)))
+
+
+# ---------------------------------------------------------------------------
+# BERT and GPT: pretraining, generation, import, fine-tuning, embeddings
+
+
+def _add_transformer_pretraining(parser, kind, presets):
+    """The options pretrain-bert and pretrain-gpt share."""
+    parser.add_argument("--text", dest="text_paths", nargs="+", required=True, metavar="FILE",
+                        help="plain text (one sentence or paragraph per line) or CoNLL-U files; streamed")
+    parser.add_argument("--out", dest="out_dir", required=True, metavar="DIR")
+    parser.add_argument("--preset", default="tiny", help=presets)
+    parser.add_argument("--init", dest="init_dir", metavar="DIR",
+                        help=f"continue pretraining this {kind} directory (keeps its vocabulary)")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps-per-epoch", type=int, default=None,
+                        help="steps between held-out evaluations and checkpoints (default min(steps, 500))")
+    parser.add_argument("--vocabulary-size", type=int, default=8000)
+    parser.add_argument("--cased", dest="lowercase", action="store_false",
+                        help="keep case and accents (default: lower-case)")
+    parser.add_argument("--sequence-length", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    _add_accelerator(parser)
+    _add_strategy(parser, cluster=True)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def add_pretrain_bert(commands):
+    p = commands.add_parser("pretrain-bert", help="pretrain a BERT encoder with masked-LM on raw text")
+    _add_transformer_pretraining(p, "BERT", "tiny, mini, small, medium, base or large")
+    p.add_argument("--whole-word", action="store_true", help="mask all pieces of a word together")
+    p.set_defaults(run=run_pretrain_bert)
+
+
+def run_pretrain_bert(args):
+    from tfpretrain.pipelines import pretrain_bert
+
+    print(json.dumps(pretrain_bert.run(**_training_options(args, pretrain_bert.run))))
+
+
+def add_pretrain_gpt(commands):
+    p = commands.add_parser("pretrain-gpt", help="pretrain a GPT decoder (next-word-piece prediction) on raw text")
+    _add_transformer_pretraining(p, "GPT", "tiny, mini, small or base (12 x 768, GPT-1's size)")
+    p.set_defaults(run=run_pretrain_gpt)
+
+
+def run_pretrain_gpt(args):
+    from tfpretrain.pipelines import pretrain_gpt
+
+    print(json.dumps(pretrain_gpt.run(**_training_options(args, pretrain_gpt.run))))
+
+
+def add_generate(commands):
+    p = commands.add_parser("generate", help="continue prompts with a GPT directory (arguments, or stdin lines)")
+    p.add_argument("--model", dest="model_dir", required=True, metavar="DIR", help="a GPT directory (pretrain-gpt)")
+    p.add_argument("prompt", nargs="*", metavar="PROMPT")
+    p.add_argument("--max-new-tokens", type=int, default=30, help="word pieces to add at most (stops at [SEP])")
+    p.add_argument("--sampler", choices=SAMPLERS, default="greedy")
+    p.add_argument("--k", type=int, default=10, help="top_k: sample among the k likeliest pieces")
+    p.add_argument("--p", type=float, default=0.9, help="top_p: sample within this probability mass")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--no-cache", dest="use_cache", action="store_false",
+                   help="recompute the whole prefix for every token (slow; the reference for the key/value cache)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=run_generate)
+
+
+def run_generate(args):
+    from tfpretrain.pipelines import generate
+
+    prompts = args.prompt or [line.rstrip("\n") for line in sys.stdin]
+    for prompt, text in zip(prompts, generate.run(prompts=prompts, **_keywords(args, generate.run))):
+        print(json.dumps({"prompt": prompt, "generated": text}, ensure_ascii=False))
+
+
+def add_import_hf(commands):
+    p = commands.add_parser("import-hf", help="import a Hugging Face BERT directory (config.json, "
+                                              "model.safetensors, vocab.txt)")
+    p.add_argument("--from", dest="from_dir", required=True, metavar="DIR")
+    p.add_argument("--out", dest="out_dir", required=True, metavar="DIR")
+    p.set_defaults(run=run_import_hf)
+
+
+def run_import_hf(args):
+    from tfpretrain.pipelines import import_hf
+
+    print(json.dumps(import_hf.run(**_keywords(args, import_hf.run))))
+
+
+def add_finetune(commands):
+    p = commands.add_parser("finetune", help="fine-tune a BERT directory (classify, pair, qa, tag) or a GPT "
+                                             "directory (classify, pair, similarity, choice)")
+    p.add_argument("--task", required=True, choices=TASKS,
+                   help="classify: TSV label<TAB>text; pair, similarity: TSV sentence1<TAB>sentence2<TAB>label; "
+                        "qa: SQuAD v1.1 JSON; tag: --format files; choice: TSV "
+                        "context<TAB>choice_0<TAB>...<TAB>choice_k<TAB>label (label = index of the right choice)")
+    p.add_argument("--init", dest="init_dir", required=True, metavar="DIR",
+                   help="a BERT directory (import-hf or pretrain-bert) or a GPT directory (pretrain-gpt)")
+    p.add_argument("--train", dest="train_path", required=True, metavar="FILE")
+    p.add_argument("--dev", dest="dev_path", required=True, metavar="FILE")
+    p.add_argument("--out", dest="out_dir", required=True, metavar="DIR")
+    p.add_argument("--format", choices=FORMATS + ("tsv",), default=None,
+                   help="tag: conll, iob2 or conllu (default: from the file name, else iob2); classify / pair: tsv")
+    p.add_argument("--column", type=_column, default=None,
+                   help="tag: the tag column (CoNLL-U field name or 0-based index); classify / pair: the label "
+                        "column (header name or index)")
+    p.add_argument("--crf", action="store_true", help="tag: a CRF layer on top (BERT-CRF)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--sequence-length", type=int, default=None)
+    p.add_argument("--doc-stride", type=int, default=None, help="qa: overlap step of context windows")
+    p.add_argument("--max-query-length", type=int, default=None, help="qa: question pieces kept (default 64)")
+    p.add_argument("--max-answer-length", type=int, default=None, help="qa: longest answer in word pieces")
+    p.add_argument("--max-train-examples", type=int, default=None, help="use only the first N training examples")
+    p.add_argument("--lm-loss-weight", type=float, default=None,
+                   help="GPT: weight of the auxiliary language-model loss (default 0.5; 0: off)")
+    _add_accelerator(p)
+    _add_strategy(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=run_finetune)
+
+
+def run_finetune(args):
+    from tfpretrain.pipelines import finetune
+
+    if args.crf and args.task != "tag":
+        raise ValueError(f"--crf is for --task tag, not {args.task}")
+    if args.task == "qa" and (args.format or args.column is not None):
+        raise ValueError("--format and --column are not for --task qa (SQuAD v1.1 JSON)")
+    options = {name: value for name, value in _training_options(args, finetune.run).items()
+               if value is not None or name in ("precision",)}  # unset options: the task's defaults
+    if args.task != "tag":
+        options.pop("crf", None)
+    print(json.dumps(finetune.run(**options)))
+
+
+def add_embed(commands):
+    p = commands.add_parser("embed", help="contextual word and sentence vectors from a BERT directory")
+    p.add_argument("--model", dest="model_dir", required=True, metavar="DIR")
+    p.add_argument("text", nargs="*", metavar="TEXT")
+    p.add_argument("--combination", default="last", choices=LAYER_COMBINATIONS, help="which layers make a word vector")
+    p.add_argument("--sentence-pooling", choices=SENTENCE_POOLINGS, default="mean")
+    p.add_argument("--sequence-length", type=int, default=128)
+    p.add_argument("--out", metavar="FILE.npz", help="write the vectors here instead of JSON lines")
+    p.set_defaults(run=run_embed)
+
+
+def run_embed(args):
+    from tfpretrain.pipelines import embed
+
+    results = embed.embed_texts(texts=_texts(args), **_keywords(args, embed.embed_texts))
+    if args.out:
+        embed.save_npz(args.out, results)
+        print(json.dumps({"out": args.out, "texts": len(results)}))
+        return
+    for result in results:
+        print(json.dumps(embed.to_json(result), ensure_ascii=False))
+
+
+# ---------------------------------------------------------------------------
+# ULMFiT
+
+
+def add_ulmfit(commands):
+    p = commands.add_parser("ulmfit", help="ULMFiT: general LM -> domain LM -> classifier (each stage resumable)")
+    p.add_argument("--general-text", nargs="+", metavar="FILE",
+                   help="general-domain text or CoNLL-U files (stage general)")
+    p.add_argument("--domain-text", nargs="+", metavar="FILE",
+                   help="target-domain text (stage domain); default: the texts of --train, labels dropped")
+    p.add_argument("--train", dest="train_path", required=True, metavar="FILE", help="TSV label<TAB>text (SST-2)")
+    p.add_argument("--dev", dest="dev_path", required=True, metavar="FILE")
+    p.add_argument("--out", dest="out_dir", required=True, metavar="DIR",
+                   help="writes OUT/general_lm, OUT/domain_lm, OUT/classifier")
+    p.add_argument("--stage", choices=("general", "domain", "classifier", "all"), default="all",
+                   help="run one stage alone (it reads the earlier stages' directories under --out)")
+    p.add_argument("--preset", default="small", help="AWD-LSTM size: tiny, small or paper (400 / 1150 / 3 layers)")
+    p.add_argument("--general-epochs", type=int, default=3)
+    p.add_argument("--general-steps-per-epoch", type=int, default=None)
+    p.add_argument("--domain-epochs", type=int, default=2)
+    p.add_argument("--domain-steps-per-epoch", type=int, default=None)
+    p.add_argument("--sequence-length", type=int, default=70, help="language-model BPTT length in words")
+    p.add_argument("--lm-batch-size", type=int, default=32)
+    p.add_argument("--general-learning-rate", type=float, default=None)
+    p.add_argument("--domain-learning-rate", type=float, default=None)
+    p.add_argument("--min-count", type=int, default=2, help="rarer words map to [UNK]")
+    p.add_argument("--max-vocabulary-size", type=int, default=60000)
+    p.add_argument("--epochs", type=int, default=6, help="classifier epochs")
+    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=0.01, help="classifier peak rate (of the top group)")
+    p.add_argument("--decay", type=float, default=2.6, help="discriminative rates: each lower group's divisor")
+    p.add_argument("--max-train-examples", type=int, default=None, help="use only the first N labelled examples")
+    p.add_argument("--no-gradual-unfreezing", dest="gradual_unfreezing", action="store_const", const=False,
+                   default=None, help="ablation: train every group from epoch 1")
+    p.add_argument("--no-discriminative", dest="discriminative", action="store_const", const=False, default=None,
+                   help="ablation: one learning rate for every group")
+    p.add_argument("--schedule", choices=("slanted", "constant"), default="slanted",
+                   help="slanted triangular learning rates, or a constant rate (ablation)")
+    p.add_argument("--from-scratch", action="store_true", help="baseline: the classifier from random weights, no LM")
+    p.add_argument("--dropout-scale", type=float, default=1.0, help="multiplies every dropout rate")
+    p.add_argument("--column", type=_column, default=None, help="the label column (header name or index)")
+    _add_accelerator(p, bucketed=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=run_ulmfit)
+
+
+def run_ulmfit(args):
+    from tfpretrain.pipelines import ulmfit, ulmfit_classifier
+
+    stages = ulmfit.STAGES if args.stage == "all" else [args.stage]
+    options = {**_keywords(args, ulmfit.run, ulmfit_classifier.train_classifier, ulmfit_classifier.ClassifierOptions),
+               **_accelerator_options(args),
+               "verbose": _verbosity()}
+    print(json.dumps(ulmfit.run(stages=stages, **options)))
+
+
+# ---------------------------------------------------------------------------
+# Any model directory: evaluate, tag, export, predict
+
+
+def add_evaluate(commands):
+    p = commands.add_parser("evaluate", help="score a tagger or a fine-tuned model; the last line is JSON")
+    p.add_argument("--model", dest="model_dir", required=True, metavar="DIR")
+    p.add_argument("--data", dest="data_path", required=True, metavar="FILE")
+    _add_data_format(p, required=False)
+    p.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args):
+    from tfpretrain.pipelines import evaluate
+
+    print(json.dumps(evaluate.run(**_keywords(args, evaluate.run))))
+
+
+def add_tag(commands):
+    p = commands.add_parser("tag", help="tag raw text (arguments, or one text per line on stdin)")
+    p.add_argument("--model", dest="model_dir", required=True, metavar="DIR")
+    p.add_argument("text", nargs="*", metavar="TEXT")
+    p.add_argument("--json", action="store_true", help="one JSON object per text instead of CoNLL lines")
+    p.set_defaults(run=run_tag)
+
+
+def run_tag(args):
+    from tfpretrain.pipelines import tag
+
+    results = tag.run(args.model_dir, _texts(args))
+    if not args.json:
+        print(tag.format_conll(results))
+        return
+    for result in results:
+        print(json.dumps(result, ensure_ascii=False))
+
+
+def add_export(commands):
+    p = commands.add_parser("export", help="export a model: a SavedModel under ROOT/NAME/VERSION (TF Serving), "
+                                           "or one .tflite file (--tflite)")
+    p.add_argument("--model", dest="model_dir", required=True, metavar="DIR")
+    p.add_argument("--name", help="the SavedModel's name (a folder under --root)")
+    p.add_argument("--version", type=int, default=None, help="default: the next free version")
+    p.add_argument("--root", default="saved_models")
+    p.add_argument("--ids-only", dest="ids_only_signature", action="store_true",
+                   help="a SavedModel with only the token-id signature (no tensorflow-text ops needed to serve)")
+    p.add_argument("--tflite", metavar="FILE", help="write one .tflite file (taggers and classifiers) instead")
+    p.add_argument("--quantize", choices=("dynamic",), default=None,
+                   help="with --tflite: int8 weights (dynamic-range quantisation)")
+    p.set_defaults(run=run_export)
+
+
+def run_export(args):
+    from tfpretrain.pipelines import export
+
+    if bool(args.tflite) == bool(args.name):
+        raise ValueError("give --name NAME (a SavedModel) or --tflite FILE (one .tflite file)")
+    if args.quantize and not args.tflite:
+        raise ValueError("--quantize applies to --tflite")
+    if args.ids_only_signature and args.tflite:
+        raise ValueError("--ids-only applies to a SavedModel (--name), not to --tflite")
+    if args.tflite:
+        print(export.run_tflite(args.model_dir, args.tflite, quantize=args.quantize))
+    else:
+        print(export.run(**_keywords(args, export.run)))
+
+
+def add_predict(commands):
+    p = commands.add_parser("predict", help="answers of a model directory, a SavedModel version directory or a "
+                                            ".tflite file, one JSON line per input")
+    p.add_argument("--model", dest="path", required=True, metavar="PATH")
+    p.add_argument("text", nargs="*", metavar="TEXT",
+                   help="inputs; default: one per line on stdin (several texts per input: tab-separated)")
+    p.set_defaults(run=run_predict)
+
+
+def run_predict(args):
+    from tfpretrain.pipelines import predict
+
+    for answer in predict.run(args.path, _texts(args)):
+        print(json.dumps(answer, ensure_ascii=False))
+
+
+def add_demo(commands):
+    p = commands.add_parser("demo", help="the main job on embedded default data (about 3 minutes on 2 cores)")
+    p.add_argument("--work-dir", default="runs/demo")
+    p.add_argument("--export-root", default="saved_models")
+    p.set_defaults(run=run_demo)
+
+
+def run_demo(args):
+    from tfpretrain.pipelines import demo
+
+    demo.run(args.work_dir, args.export_root, verbose=_verbosity())
+
+
+COMMANDS = (add_pretrain_bilm, add_train_tagger, add_pretrain_bert, add_pretrain_gpt, add_generate, add_import_hf,
+            add_finetune, add_embed, add_ulmfit, add_evaluate, add_tag, add_export, add_predict, add_demo)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="tfpretrain", description="Transfer-learning recipes for NLP on TensorFlow / Keras 3.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in COMMANDS:
+        add(commands)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        args.run(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"tfpretrain {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tfpretrain {args.command}: interrupted; run the same command again to resume from the "
+              "last checkpoint.", file=sys.stderr)
+        return 130
+    return 0

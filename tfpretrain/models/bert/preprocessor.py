@@ -1,0 +1,168 @@
+"""BERT's preprocessor for fine-tuning: strings -> packed word pieces, in the graph, for classify, pair and tag.
+
+The one path from strings to the inputs of `build_sequence_classifier` and
+`build_token_tagger`: fine-tuning's tf.data pipelines (`text_dataset`,
+`word_dataset`), prediction (`tfpretrain.models.task_model.predict_texts` /
+``predict_words``) and the exported modules (`tfpretrain.export.BertClassifierModule`,
+`tfpretrain.export.BertTaggerModule`) all call `encode_texts` / `encode_words`,
+and `word_tags` is the one rule for the words that truncation cuts off.
+
+- classify / pair: ``[CLS] a [SEP] (b [SEP])`` (`tfpretrain.text.pack_segments`),
+  with a per-example flag saying whether the texts lost pieces.
+- tag: one slot per word, read at its first word piece
+  (`tfpretrain.text.pack_words`); words beyond ``sequence_length`` pieces get
+  no slot, are counted, and are predicted "O".
+
+Example:
+
+>>> from tfpretrain.models.bert.preprocessor import encode_texts
+>>> packed, truncated = encode_texts(tokenizer, (tf.constant(["a fine film"]),), 128)
+>>> sorted(packed), truncated.numpy()
+(['padding_mask', 'segment_ids', 'token_ids'], array([False]))
+"""
+
+import tensorflow as tf
+
+from tfpretrain.text.packing import pack_segments, pack_words
+from tfpretrain.text.vocabulary import PADDING_TOKEN
+
+
+def encode_texts(tokenizer, texts, sequence_length):
+    """Packs a batch of 1 or 2 string columns as ``[CLS] a [SEP] (b [SEP])``.
+
+    Args:
+        tokenizer: a `tfpretrain.text.WordPieceTokenizer`.
+        texts: tuple of 1 or 2 string tensors (batch,).
+        sequence_length: int. Pieces per example, ``[CLS]`` and ``[SEP]`` included.
+
+    Returns:
+        ``(packed, truncated)``: the dict of `pack_segments` (``token_ids``,
+        ``segment_ids``, ``padding_mask`` (batch, sequence_length)) and
+        ``truncated`` (batch,) bool: whether the texts lost pieces to ``sequence_length``.
+    """
+    segments = tuple(tokenizer(column) for column in texts)  # each (batch, pieces), ragged
+    packed = pack_segments(segments, sequence_length, tokenizer.cls_token_id, tokenizer.sep_token_id,
+                           tokenizer.pad_token_id)
+    num_pieces = tf.add_n([tf.cast(s.row_lengths(), "int32") for s in segments]) + len(segments) + 1
+    return packed, num_pieces > sequence_length
+
+
+def encode_words(tokenizer, words, sequence_length):
+    """Packs a batch of word lists (ragged (batch, words) strings) with one slot per word.
+
+    Args:
+        tokenizer: a `tfpretrain.text.WordPieceTokenizer`.
+        words: ragged string tensor (batch, words).
+        sequence_length: int. Pieces per sentence, ``[CLS]`` and ``[SEP]`` included.
+
+    Returns:
+        ``(packed, num_words_truncated)``: ``token_ids``, ``segment_ids``,
+        ``padding_mask`` (batch, sequence_length) and ``word_positions`` /
+        ``word_mask`` (batch, sequence_length - 2) (no more words can fit);
+        ``num_words_truncated`` (batch,): per sentence, how many words
+        truncation cut off (see `word_tags`).
+    """
+    num_words = sequence_length - 2
+    pieces = tokenizer.tokenize_words(words)  # (batch, words, pieces)
+    packed = dict(pack_words(pieces, sequence_length, tokenizer.cls_token_id, tokenizer.sep_token_id,
+                             tokenizer.pad_token_id, max_words=num_words))
+    for name in ("word_positions", "word_mask"):
+        packed[name] = tf.ensure_shape(packed[name], [None, num_words])
+    return packed, packed.pop("num_words_truncated")
+
+
+def word_tags(tags, lengths, num_words_truncated, width, padding=PADDING_TOKEN):
+    """One tag per word: the predicted tag of each kept word, "O" for words cut by truncation, ``padding`` after.
+
+    The rule for words that `encode_words` could not fit: they are tagged
+    "O" (and counted), never dropped, so that every word of the input gets
+    a tag.
+
+    Args:
+        tags: string tensor (batch, slots): the tag predicted at each word slot.
+        lengths: int tensor (batch,): words per sentence.
+        num_words_truncated: int tensor (batch,): words cut by truncation (from `encode_words`).
+        width: int scalar: columns of the result (at least ``max(lengths)``).
+        padding: str, default "". The tag beyond each sentence's last word.
+
+    Returns:
+        A string tensor (batch, width).
+
+    Example:
+
+    >>> word_tags(tf.constant([["B-PER", "O"]]), tf.constant([3]), tf.constant([1]), 4).numpy()
+    array([[b'B-PER', b'O', b'O', b'']], dtype=object)
+    """
+    tags = tags[:, :width]
+    tags = tf.pad(tags, [[0, 0], [0, width - tf.shape(tags)[1]]], constant_values=padding)  # (batch, width)
+    lengths = tf.cast(lengths, tf.int32)
+    position = tf.range(width)[None, :]
+    kept = (lengths - tf.cast(num_words_truncated, tf.int32))[:, None]
+    return tf.where(position < kept, tags, tf.where(position < lengths[:, None], "O", padding))
+
+
+def _cast(packed, input_dtypes):
+    """The inputs named in ``input_dtypes``, cast to those dtypes (a model's input dtypes)."""
+    return {name: tf.cast(packed[name], input_dtypes.get(name, packed[name].dtype)) for name in input_dtypes}
+
+
+def text_dataset(examples, tokenizer, sequence_length, batch_size, input_dtypes, labels=None,
+                 shuffle=False, seed=0, encode=encode_texts):
+    """``(x, label_id, truncated)`` batches of text examples (label_id -1 if unknown), encoded in the graph.
+
+    Args:
+        examples: `TextExample`s, or tuples of strings.
+        tokenizer: a `tfpretrain.text.WordPieceTokenizer`.
+        sequence_length, batch_size: int.
+        input_dtypes: dict of the model's input names and dtypes (`tfpretrain.models.task_model.input_dtypes`).
+        labels: the label strings, in the order of the model's outputs.
+        shuffle, seed: shuffle the examples each epoch.
+        encode: ``(tokenizer, texts, sequence_length) -> (packed, truncated)``;
+            default `encode_texts` (BERT). GPT's
+            `tfpretrain.models.task_model.task_dataset` passes its transfer encoding.
+    """
+    columns = list(zip(*[getattr(e, "texts", e) for e in examples]))
+    index = {label: i for i, label in enumerate(labels or [])}
+    label_ids = [index.get(getattr(e, "label", None), -1) for e in examples]
+    data = tf.data.Dataset.from_tensor_slices(
+        (tuple(tf.constant(list(c), tf.string) for c in columns), tf.constant(label_ids, tf.int32))
+    )
+    if shuffle:
+        data = data.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
+
+    def encode_batch(texts, label_ids):
+        packed, truncated = encode(tokenizer, texts, sequence_length)
+        return _cast(packed, input_dtypes), label_ids, truncated
+
+    return data.batch(batch_size).map(encode_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def word_dataset(sentences, tokenizer, sequence_length, batch_size, input_dtypes, tags=None,
+                 shuffle=False, seed=0):
+    """``(x, tag_ids, num_words_truncated)`` batches for tagging; tag_ids -1 at padding, cut words, unknown tags.
+
+    Args:
+        sentences: `TaggedSentence`s, or lists of words.
+        tokenizer, sequence_length, batch_size, input_dtypes, shuffle, seed: as `text_dataset`.
+        tags: the tag strings, in the order of the model's outputs.
+    """
+    words = [list(getattr(s, "tokens", s)) for s in sentences]
+    lengths = [len(w) for w in words]
+    index = {tag: i for i, tag in enumerate(tags or [])}
+    tag_ids = [index.get(t, -1) for s, ws in zip(sentences, words) for t in getattr(s, "tags", [None] * len(ws))]
+    data = tf.data.Dataset.from_tensor_slices((
+        tf.RaggedTensor.from_row_lengths(tf.constant([w for ws in words for w in ws], tf.string), lengths),
+        tf.RaggedTensor.from_row_lengths(tf.constant(tag_ids, tf.int32), lengths),
+    ))
+    if shuffle:
+        data = data.shuffle(len(sentences), seed=seed, reshuffle_each_iteration=True)
+    num_words = sequence_length - 2
+
+    def encode(words, tag_ids):
+        packed, num_words_truncated = encode_words(tokenizer, words, sequence_length)
+        gold = tag_ids.to_tensor(default_value=-1, shape=[None, num_words])  # (batch, words)
+        gold = tf.where(packed["word_mask"], gold, -1)
+        return _cast(packed, input_dtypes), gold, num_words_truncated
+
+    return data.ragged_batch(batch_size).map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE)
