@@ -6,16 +6,28 @@ its options and ``run_<command>`` calls its job in `tfpretrain.pipelines`
 (precisions, XLA modes, data formats, tasks) are the library's own
 constants. TensorFlow is imported only once a command
 runs, so ``--help`` is instant.
+
+Numeric options are checked by argparse itself (`tfpretrain.training.arguments`:
+``--epochs 0`` is a usage error, exit 2). A user's mistake (a bad path or file,
+a bad value) ends in one line, ``tfpretrain COMMAND: error: ...``, and exit 2;
+any other exception in one line naming it, and exit 1. TensorFlow's native log
+lines (``I0000 ...``) are dropped from stderr; ``--verbose`` (before or after
+the command) shows them and the traceback of an error.
 """
 
 import argparse
+import contextlib
 import inspect
 import json
 import os
 import sys
+import traceback
 
 from tfpretrain.models.model_dir import TASKS
+from tfpretrain.pipelines.console import NativeLogFilter, error_message, is_user_error
 from tfpretrain.text.readers import FORMATS
+from tfpretrain.training.arguments import (non_negative_float, non_negative_int, positive_float, positive_int,
+                                           probability)
 from tfpretrain.training.precision import PRECISIONS, XLA_MODES
 
 # Choices whose library constants sit in modules that import TensorFlow: tests/pipelines/test_cli.py checks
@@ -44,8 +56,25 @@ def _keywords(args, *functions):
 
 
 def _texts(args):
-    """The TEXT arguments, else one text per line of stdin."""
-    return args.text or [line.rstrip("\r\n") for line in sys.stdin]
+    """The TEXT arguments, else one text per line of stdin (a leading BOM dropped, CRLF accepted).
+
+    Stdin is read as bytes: a line that is not valid UTF-8 stays `bytes` and still gets its own answer
+    (the graphs take bytes; the answers show them decoded with ``errors="replace"``).
+    """
+    if args.text:
+        return args.text
+    data = sys.stdin.buffer.read()
+    lines = data[3:].split(b"\n") if data.startswith(b"\xef\xbb\xbf") else data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    texts = []
+    for line in lines:
+        line = line.rstrip(b"\r")
+        try:
+            texts.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            texts.append(line)
+    return texts
 
 
 # ---------------------------------------------------------------------------
@@ -87,8 +116,14 @@ def _add_strategy(parser, cluster=False):
                              "(or on --logical-cpus CPU devices)" + (
                                  "; multiworker: one process per machine, the cluster in TF_CONFIG; tpu: "
                                  "TPUStrategy on the local TPU or TPU_NAME's (untested here)" if cluster else ""))
-    parser.add_argument("--logical-cpus", type=int, default=None, metavar="N",
+    parser.add_argument("--logical-cpus", type=positive_int, default=None, metavar="N",
                         help="split the CPU into N logical devices (to try --strategy mirrored without a GPU)")
+
+
+def _add_overwrite(parser):
+    parser.add_argument("--overwrite", action="store_true",
+                        help="when --out holds a finished run, delete it and train afresh (without: an error; "
+                             "an interrupted run resumes either way)")
 
 
 def _training_options(args, function):
@@ -105,13 +140,14 @@ def add_pretrain_bilm(commands):
     p.add_argument("--text", dest="text_paths", nargs="+", required=True, metavar="FILE",
                    help="plain text (one sentence or paragraph per line) or CoNLL-U files ('# text =' lines)")
     p.add_argument("--out", dest="out_dir", required=True, metavar="DIR")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=positive_int, default=3)
     p.add_argument("--preset", default="small", help="tiny, small, elmo_small or elmo_original")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", dest="sequence_length", type=int, default=64, help="tokens kept per line")
-    p.add_argument("--min-count", type=int, default=2, help="rarer words map to [UNK]")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--max-length", dest="sequence_length", type=positive_int, default=64, help="tokens kept per line")
+    p.add_argument("--min-count", type=non_negative_int, default=2, help="rarer words map to [UNK]")
     _add_accelerator(p, bucketed=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    _add_overwrite(p)
     p.set_defaults(run=run_pretrain_bilm)
 
 
@@ -129,15 +165,16 @@ def add_train_tagger(commands):
     p.add_argument("--bilm", dest="bilm_dir", metavar="DIR", help="a directory written by pretrain-bilm")
     p.add_argument("--bilm-mode", dest="language_model_mode", choices=("top", "scalar_mix"), default="top",
                    help="top: TagLM (LM top layer after the first BiLSTM); scalar_mix: ELMo at the input")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=positive_int, default=10)
     p.add_argument("--preset", default="small", help="tiny, small or base")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=3e-3)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--learning-rate", type=positive_float, default=3e-3)
     p.add_argument("--constraint", choices=("auto", "none", "BIO", "IOBES"), default="auto",
                    help="forbid invalid tag transitions in the CRF (auto: from the tag set)")
     _add_accelerator(p, bucketed=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", dest="out_dir", required=True, metavar="DIR")
+    _add_overwrite(p)
     p.set_defaults(run=run_train_tagger)
 
 
@@ -161,18 +198,19 @@ def _add_transformer_pretraining(parser, kind, presets):
     parser.add_argument("--preset", default="tiny", help=presets)
     parser.add_argument("--init", dest="init_dir", metavar="DIR",
                         help=f"continue pretraining this {kind} directory (keeps its vocabulary)")
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--steps-per-epoch", type=int, default=None,
+    parser.add_argument("--steps", type=positive_int, default=1000)
+    parser.add_argument("--steps-per-epoch", type=positive_int, default=None,
                         help="steps between held-out evaluations and checkpoints (default min(steps, 500))")
-    parser.add_argument("--vocabulary-size", type=int, default=8000)
+    parser.add_argument("--vocabulary-size", type=positive_int, default=8000)
     parser.add_argument("--cased", dest="lowercase", action="store_false",
                         help="keep case and accents (default: lower-case)")
-    parser.add_argument("--sequence-length", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--sequence-length", type=positive_int, default=128)
+    parser.add_argument("--batch-size", type=positive_int, default=16)
+    parser.add_argument("--learning-rate", type=positive_float, default=5e-4)
     _add_accelerator(parser)
     _add_strategy(parser, cluster=True)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    _add_overwrite(parser)
 
 
 def add_pretrain_bert(commands):
@@ -204,14 +242,15 @@ def add_generate(commands):
     p = commands.add_parser("generate", help="continue prompts with a GPT directory (arguments, or stdin lines)")
     p.add_argument("--model", dest="model_dir", required=True, metavar="DIR", help="a GPT directory (pretrain-gpt)")
     p.add_argument("prompt", nargs="*", metavar="PROMPT")
-    p.add_argument("--max-new-tokens", type=int, default=30, help="word pieces to add at most (stops at [SEP])")
+    p.add_argument("--max-new-tokens", type=positive_int, default=30,
+                   help="word pieces to add at most (stops at [SEP])")
     p.add_argument("--sampler", choices=SAMPLERS, default="greedy")
-    p.add_argument("--k", type=int, default=10, help="top_k: sample among the k likeliest pieces")
-    p.add_argument("--p", type=float, default=0.9, help="top_p: sample within this probability mass")
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--k", type=positive_int, default=10, help="top_k: sample among the k likeliest pieces")
+    p.add_argument("--p", type=probability, default=0.9, help="top_p: sample within this probability mass")
+    p.add_argument("--temperature", type=positive_float, default=1.0)
     p.add_argument("--no-cache", dest="use_cache", action="store_false",
                    help="recompute the whole prefix for every token (slow; the reference for the key/value cache)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(run=run_generate)
 
 
@@ -255,19 +294,21 @@ def add_finetune(commands):
                    help="tag: the tag column (CoNLL-U field name or 0-based index); classify / pair: the label "
                         "column (header name or index)")
     p.add_argument("--crf", action="store_true", help="tag: a CRF layer on top (BERT-CRF)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--learning-rate", type=float, default=None)
-    p.add_argument("--sequence-length", type=int, default=None)
-    p.add_argument("--doc-stride", type=int, default=None, help="qa: overlap step of context windows")
-    p.add_argument("--max-query-length", type=int, default=None, help="qa: question pieces kept (default 64)")
-    p.add_argument("--max-answer-length", type=int, default=None, help="qa: longest answer in word pieces")
-    p.add_argument("--max-train-examples", type=int, default=None, help="use only the first N training examples")
-    p.add_argument("--lm-loss-weight", type=float, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--learning-rate", type=positive_float, default=None)
+    p.add_argument("--sequence-length", type=positive_int, default=None)
+    p.add_argument("--doc-stride", type=positive_int, default=None, help="qa: overlap step of context windows")
+    p.add_argument("--max-query-length", type=positive_int, default=None, help="qa: question pieces kept (default 64)")
+    p.add_argument("--max-answer-length", type=positive_int, default=None, help="qa: longest answer in word pieces")
+    p.add_argument("--max-train-examples", type=positive_int, default=None,
+                   help="use only the first N training examples")
+    p.add_argument("--lm-loss-weight", type=non_negative_float, default=None,
                    help="GPT: weight of the auxiliary language-model loss (default 0.5; 0: off)")
     _add_accelerator(p)
     _add_strategy(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    _add_overwrite(p)
     p.set_defaults(run=run_finetune)
 
 
@@ -291,7 +332,7 @@ def add_embed(commands):
     p.add_argument("text", nargs="*", metavar="TEXT")
     p.add_argument("--combination", default="last", choices=LAYER_COMBINATIONS, help="which layers make a word vector")
     p.add_argument("--sentence-pooling", choices=SENTENCE_POOLINGS, default="mean")
-    p.add_argument("--sequence-length", type=int, default=128)
+    p.add_argument("--sequence-length", type=positive_int, default=128)
     p.add_argument("--out", metavar="FILE.npz", help="write the vectors here instead of JSON lines")
     p.set_defaults(run=run_embed)
 
@@ -305,7 +346,7 @@ def run_embed(args):
         print(json.dumps({"out": args.out, "texts": len(results)}))
         return
     for result in results:
-        print(json.dumps(embed.to_json(result), ensure_ascii=False))
+        print(json.dumps(embed.to_json(result), ensure_ascii=False, allow_nan=False))
 
 
 # ---------------------------------------------------------------------------
@@ -325,22 +366,23 @@ def add_ulmfit(commands):
     p.add_argument("--stage", choices=("general", "domain", "classifier", "all"), default="all",
                    help="run one stage alone (it reads the earlier stages' directories under --out)")
     p.add_argument("--preset", default="small", help="AWD-LSTM size: tiny, small or paper (400 / 1150 / 3 layers)")
-    p.add_argument("--general-epochs", type=int, default=3)
-    p.add_argument("--general-steps-per-epoch", type=int, default=None)
-    p.add_argument("--domain-epochs", type=int, default=2)
-    p.add_argument("--domain-steps-per-epoch", type=int, default=None)
-    p.add_argument("--sequence-length", type=int, default=70, help="language-model BPTT length in words")
-    p.add_argument("--lm-batch-size", type=int, default=32)
-    p.add_argument("--general-learning-rate", type=float, default=None)
-    p.add_argument("--domain-learning-rate", type=float, default=None)
-    p.add_argument("--min-count", type=int, default=2, help="rarer words map to [UNK]")
-    p.add_argument("--max-vocabulary-size", type=int, default=60000)
-    p.add_argument("--epochs", type=int, default=6, help="classifier epochs")
-    p.add_argument("--steps-per-epoch", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=0.01, help="classifier peak rate (of the top group)")
-    p.add_argument("--decay", type=float, default=2.6, help="discriminative rates: each lower group's divisor")
-    p.add_argument("--max-train-examples", type=int, default=None, help="use only the first N labelled examples")
+    p.add_argument("--general-epochs", type=positive_int, default=3)
+    p.add_argument("--general-steps-per-epoch", type=positive_int, default=None)
+    p.add_argument("--domain-epochs", type=positive_int, default=2)
+    p.add_argument("--domain-steps-per-epoch", type=positive_int, default=None)
+    p.add_argument("--sequence-length", type=positive_int, default=70, help="language-model BPTT length in words")
+    p.add_argument("--lm-batch-size", type=positive_int, default=32)
+    p.add_argument("--general-learning-rate", type=positive_float, default=None)
+    p.add_argument("--domain-learning-rate", type=positive_float, default=None)
+    p.add_argument("--min-count", type=non_negative_int, default=2, help="rarer words map to [UNK]")
+    p.add_argument("--max-vocabulary-size", type=positive_int, default=60000)
+    p.add_argument("--epochs", type=positive_int, default=6, help="classifier epochs")
+    p.add_argument("--steps-per-epoch", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--learning-rate", type=positive_float, default=0.01, help="classifier peak rate (of the top group)")
+    p.add_argument("--decay", type=positive_float, default=2.6, help="discriminative rates: each lower group's divisor")
+    p.add_argument("--max-train-examples", type=positive_int, default=None,
+                   help="use only the first N labelled examples")
     p.add_argument("--no-gradual-unfreezing", dest="gradual_unfreezing", action="store_const", const=False,
                    default=None, help="ablation: train every group from epoch 1")
     p.add_argument("--no-discriminative", dest="discriminative", action="store_const", const=False, default=None,
@@ -348,10 +390,10 @@ def add_ulmfit(commands):
     p.add_argument("--schedule", choices=("slanted", "constant"), default="slanted",
                    help="slanted triangular learning rates, or a constant rate (ablation)")
     p.add_argument("--from-scratch", action="store_true", help="baseline: the classifier from random weights, no LM")
-    p.add_argument("--dropout-scale", type=float, default=1.0, help="multiplies every dropout rate")
+    p.add_argument("--dropout-scale", type=non_negative_float, default=1.0, help="multiplies every dropout rate")
     p.add_argument("--column", type=_column, default=None, help="the label column (header name or index)")
     _add_accelerator(p, bucketed=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(run=run_ulmfit)
 
 
@@ -399,7 +441,7 @@ def run_tag(args):
         print(tag.format_conll(results))
         return
     for result in results:
-        print(json.dumps(result, ensure_ascii=False))
+        print(json.dumps(result, ensure_ascii=False, allow_nan=False))
 
 
 def add_export(commands):
@@ -407,7 +449,7 @@ def add_export(commands):
                                            "or one .tflite file (--tflite)")
     p.add_argument("--model", dest="model_dir", required=True, metavar="DIR")
     p.add_argument("--name", help="the SavedModel's name (a folder under --root)")
-    p.add_argument("--version", type=int, default=None, help="default: the next free version")
+    p.add_argument("--version", type=non_negative_int, default=None, help="default: the next free version")
     p.add_argument("--root", default="saved_models")
     p.add_argument("--ids-only", dest="ids_only_signature", action="store_true",
                    help="a SavedModel with only the token-id signature (no tensorflow-text ops needed to serve)")
@@ -445,7 +487,7 @@ def run_predict(args):
     from tfpretrain.pipelines import predict
 
     for answer in predict.run(args.path, _texts(args)):
-        print(json.dumps(answer, ensure_ascii=False))
+        print(json.dumps(answer, ensure_ascii=False, allow_nan=False))
 
 
 def add_demo(commands):
@@ -468,22 +510,43 @@ COMMANDS = (add_pretrain_bilm, add_train_tagger, add_pretrain_bert, add_pretrain
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="tfpretrain", description="Transfer-learning recipes for NLP on TensorFlow / Keras 3.")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in COMMANDS:
         add(commands)
+    for command in commands.choices.values():  # also after the command: tfpretrain tag ... --verbose
+        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
 
 
+VERBOSE_HELP = "show TensorFlow's native log lines (I0000 ..., oneDNN, CUDA probing) and tracebacks"
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    verbose = getattr(args, "verbose", False)
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported (by args.run)
+    with contextlib.ExitStack() as stack:
+        if not verbose:
+            stack.enter_context(NativeLogFilter())
+        return _run(args, verbose)
+
+
+def _run(args, verbose):
+    """Runs the command; one line on stderr for any error, a traceback only with --verbose."""
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"tfpretrain {args.command}: error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"tfpretrain {args.command}: interrupted; run the same command again to resume from the "
               "last checkpoint.", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 (every error ends as one line; --verbose adds the traceback)
+        if verbose:
+            traceback.print_exc()
+        if is_user_error(error):
+            print(f"tfpretrain {args.command}: error: {error_message(error)}", file=sys.stderr)
+            return 2
+        print(f"tfpretrain {args.command}: error: unexpected {type(error).__name__}: {error_message(error)} "
+              f"(this is a bug; run again with --verbose for the traceback and please report it)", file=sys.stderr)
+        return 1
     return 0

@@ -7,6 +7,7 @@ The embedding itself is `tfpretrain.models.bert.embedder` (`load_embedder`,
 import numpy as np
 import tensorflow as tf
 
+from tfpretrain.export.tflite import to_bytes
 from tfpretrain.models.bert.embedder import SEQUENCE_LENGTH, embed_batch, load_embedder
 
 BATCH_SIZE = 32
@@ -20,7 +21,9 @@ def embed_texts(model_dir, texts, combination="last", sentence_pooling="mean", s
     and ``num_words_truncated`` (words beyond ``sequence_length`` word
     pieces, which get no vector: the count says so rather than dropping them
     silently). An empty text gives no words and the sentence vector of an
-    empty input.
+    empty input. A text may be `bytes` (not valid UTF-8, as ``tfpretrain
+    embed`` reads stdin): the graph gets them as they are, and ``text`` and
+    ``words`` are decoded with ``errors="replace"``.
     """
     embedder, tokenizer = load_embedder(model_dir, combination, sentence_pooling, sequence_length)
     embed = tf.function(lambda batch: embed_batch(embedder, tokenizer, batch, sequence_length))
@@ -28,13 +31,13 @@ def embed_texts(model_dir, texts, combination="last", sentence_pooling="mean", s
     results = []
     for start in range(0, len(texts), BATCH_SIZE):
         batch = texts[start : start + BATCH_SIZE]
-        outputs = embed(tf.constant(batch, dtype=tf.string))
+        outputs = embed(tf.constant([to_bytes(text) for text in batch], dtype=tf.string, shape=[len(batch)]))
         truncated = outputs["num_words_truncated"]
         for i, text_words in enumerate(outputs["words"].to_list()):
-            text_words = [w.decode("utf-8") for w in text_words]
+            text_words = [w.decode("utf-8", "replace") for w in text_words]
             kept = len(text_words) - int(truncated[i])
             results.append({
-                "text": batch[i],
+                "text": _display(batch[i]),
                 "words": text_words,
                 "word_vectors": np.asarray(outputs["word_vectors"][i, :kept], dtype=np.float32),
                 "sentence_vector": np.asarray(outputs["sentence_vector"][i], dtype=np.float32),
@@ -43,8 +46,21 @@ def embed_texts(model_dir, texts, combination="last", sentence_pooling="mean", s
     return results
 
 
+def _display(text):
+    return to_bytes(text).decode("utf-8", "replace")
+
+
 def to_json(result, decimals=6):
-    """A JSON-ready copy of one `embed_texts` result (vectors as rounded lists)."""
+    """A JSON-ready copy of one `embed_texts` result (vectors as rounded lists).
+
+    Raises:
+        ValueError: a vector holds NaN or Inf (bare ``NaN`` is not JSON): the
+            model directory's weights are damaged.
+    """
+    for key in ("word_vectors", "sentence_vector"):
+        if not np.isfinite(result[key]).all():
+            raise ValueError(f"the {key.replace('_', ' ')} of {result['text'][:60]!r} holds NaN or Inf: the model's "
+                             "weights are damaged (import or train it again)")
     return {
         "text": result["text"],
         "words": result["words"],

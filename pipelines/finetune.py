@@ -83,7 +83,7 @@ def _compile(model, task, options, learning_rate, total_steps, jit_compile="auto
 def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=None, crf=False,  # noqa: A002
         sequence_length=None, epochs=None, batch_size=None, learning_rate=5e-5, max_train_examples=None, seed=0,
         strategy="default", logical_cpus=None, doc_stride=None, max_query_length=None, max_answer_length=None,
-        lm_loss_weight=None, precision=None, jit_compile="auto", verbose=1, log=print):
+        lm_loss_weight=None, precision=None, jit_compile="auto", overwrite=False, verbose=1, log=print):
     """Fine-tunes the BERT encoder or GPT decoder in ``init_dir`` with a task head; saves it to ``out_dir``.
 
     Training is `fit_resumable`: a checkpoint per epoch under ``out_dir``, and
@@ -122,6 +122,10 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
             (`tfpretrain.training.precision.uses_precision`). Recorded in
             task.json; the saved model reloads in float32.
         jit_compile: True, False or "auto" (Keras' choice: XLA on a GPU unless a layer cannot be compiled).
+        overwrite: bool, default False. ``out_dir`` holding a finished run is
+            an error unless True; then that run is deleted first
+            (`tfpretrain.training.callbacks.prepare_out_dir`). An interrupted
+            run resumes either way.
 
     Returns:
         The dev scores (see `evaluate`) plus ``train_loss`` (last epoch) and

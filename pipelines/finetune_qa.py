@@ -58,7 +58,8 @@ def _read_questions(path):
 @uses_precision
 def run(init_dir, train_path, dev_path, out_dir, *, sequence_length=384, doc_stride=128, max_query_length=64,
         max_answer_length=30, epochs=2, batch_size=12, learning_rate=5e-5, max_train_examples=None, seed=0,
-        strategy="default", logical_cpus=None, precision=None, jit_compile="auto", verbose=1, log=print):
+        strategy="default", logical_cpus=None, precision=None, jit_compile="auto", overwrite=False, verbose=1,
+        log=print):
     """Fine-tunes the BERT encoder in ``init_dir`` for SQuAD; saves the model to ``out_dir``.
 
     Training is `fit_resumable` (a checkpoint per epoch; the same call after an
@@ -77,7 +78,7 @@ def run(init_dir, train_path, dev_path, out_dir, *, sequence_length=384, doc_str
         max_answer_length: the longest answer predicted, in pieces.
         max_train_examples: use only the first N training questions.
         strategy, logical_cpus: see `tfpretrain.training.distribute.get_strategy`.
-        precision, jit_compile: see `tfpretrain.pipelines.finetune.run`.
+        precision, jit_compile, overwrite: see `tfpretrain.pipelines.finetune.run`.
 
     Returns:
         The dev scores of `score_questions` plus ``train_loss`` (last epoch),

@@ -14,7 +14,7 @@ import os
 
 from tfpretrain.models.model_dir import PRETRAINING_RECORD
 from tfpretrain.text.readers import read_text
-from tfpretrain.training.callbacks import fit_resumable
+from tfpretrain.training.callbacks import HISTORY_FILE, fit_resumable, read_history_csv
 from tfpretrain.training.precision import resolve_jit_compile
 from tfpretrain.training.schedules import bert_optimizer
 
@@ -95,8 +95,10 @@ def fit_language_model(build_model, train, heldout, *, out_dir, steps, steps_per
         description: e.g. "a 4 x 256 encoder", for the log.
 
     Returns:
-        ``(model, logs, summary)``: the trained model, Keras' history dict
-        and ``{"train_tokens_per_second", "steps"}`` (fit wall clock,
+        ``(model, logs, summary)``: the trained model, ``{metric: [value
+        per epoch]}`` of the whole run (read from ``history.csv``, so a
+        resumed run's first epoch is the first epoch trained, not the first
+        after the restart) and ``{"train_tokens_per_second", "steps"}`` (fit wall clock,
         validation included).
     """
     import tensorflow as tf
@@ -119,8 +121,9 @@ def fit_language_model(build_model, train, heldout, *, out_dir, steps, steps_per
         f"{distribution.num_replicas_in_sync} replica(s)")
     history, seconds = fit_resumable(model, train, heldout, epochs, out_dir, verbose, log,
                                      steps_per_epoch=steps_per_epoch)
-    logs = history.history
-    trained_steps = len(logs.get("loss", [])) * steps_per_epoch
+    logs = {name: [value for _, value in values]
+            for name, values in read_history_csv(os.path.join(out_dir, HISTORY_FILE)).items()}
+    trained_steps = len(history.history.get("loss", [])) * steps_per_epoch  # by this call, for the rate
     summary = {"train_tokens_per_second": trained_steps * batch_size * sequence_length / max(seconds, 1e-9),
                "steps": epochs * steps_per_epoch}
     return model, logs, summary

@@ -8,6 +8,11 @@ the same answers (up to float rounding in the scores).
 An input with several texts (pair, similarity, QA, choice) is one line with
 the texts separated by tabs, in the order ``text_a, text_b`` /
 ``question, context`` / ``context, choice_0, choice_1, ...``.
+
+Inputs may be `str` or `bytes` (``tfpretrain tag`` / ``predict`` read stdin
+as bytes, so that a line that is not valid UTF-8 still gets its answer): the
+graph receives the bytes as they are, and the answers show them decoded with
+``errors="replace"``. Every answer is valid JSON (a NaN score becomes null).
 """
 
 import os
@@ -15,7 +20,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfpretrain.export.tflite import TfliteModel, ordered_inputs
+from tfpretrain.export.tflite import TfliteModel, ordered_inputs, to_bytes
 
 #: Outputs with one entry per word, cut to the text's ``lengths``.
 PER_WORD = ("words", "tags", "starts", "ends", "word_vectors")
@@ -53,9 +58,10 @@ def _run_signature(signature, names, rows):
     for i, name in enumerate(names):
         if name == "choices":
             width = max(len(row) - i for row in rows)
-            columns[name] = tf.constant([list(row[i:]) + [""] * (width - len(row) + i) for row in rows], tf.string)
+            columns[name] = tf.constant([[to_bytes(t) for t in row[i:]] + [b""] * (width - len(row) + i)
+                                         for row in rows], tf.string, shape=[len(rows), width])
         else:
-            columns[name] = tf.constant([row[i] for row in rows], tf.string)
+            columns[name] = tf.constant([to_bytes(row[i]) for row in rows], tf.string, shape=[len(rows)])
     outputs = signature(**columns) if signature.structured_input_signature[1] else signature(
         *(columns[spec.name] for spec in signature.structured_input_signature[0]))
     return {key: value.numpy() for key, value in outputs.items()}
@@ -65,9 +71,14 @@ def split_inputs(texts, names):
     """Each text as a tuple of fields, one per input name (tab-separated; ``choices`` takes the rest)."""
     rows = []
     for number, text in enumerate(texts, start=1):
-        fields = tuple(text) if isinstance(text, (tuple, list)) else tuple(str(text).split("\t"))
+        if isinstance(text, (tuple, list)):
+            fields = tuple(text)
+        elif isinstance(text, bytes):
+            fields = tuple(text.split(b"\t"))
+        else:
+            fields = tuple(str(text).split("\t"))
         if len(names) == 1:
-            fields = ("\t".join(fields),)
+            fields = (text,) if isinstance(text, (str, bytes)) else ("\t".join(fields),)
         elif "choices" in names:
             if len(fields) < len(names) + 1:
                 raise ValueError(f"input {number}: expected a context and at least two choices, tab-separated")
@@ -82,7 +93,7 @@ def answers(outputs, rows):
     """One JSON-serialisable dict per row of a batch of outputs (per-word outputs cut to ``lengths``)."""
     results = []
     for i, row in enumerate(rows):
-        answer = {"text": row[0] if len(row) == 1 else list(row)}
+        answer = {"text": display(row[0]) if len(row) == 1 else [display(field) for field in row]}
         length = int(outputs["lengths"][i]) if "lengths" in outputs else None
         for key in sorted(outputs):
             value = outputs[key][i]
@@ -98,9 +109,17 @@ def _jsonable(value):
     if value.dtype == object or value.dtype.kind == "S":  # strings; a scalar one comes as numpy bytes
         return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(value).tolist() \
             if value.ndim else value.item().decode("utf-8", "replace")
-    if value.dtype.kind == "f":
-        return np.round(value.astype(np.float64), 6).tolist()
+    if value.dtype.kind == "f":  # NaN / Inf (a QA score without an answer) as null: bare NaN is not JSON
+        rounded = np.round(value.astype(np.float64), 6)
+        if value.ndim == 0:
+            return float(rounded) if np.isfinite(rounded) else None
+        return np.where(np.isfinite(rounded), rounded, None).tolist()
     return value.tolist()
+
+
+def display(text):
+    """``text`` as a `str` that prints and JSON-encodes: bytes decoded and lone surrogates replaced with U+FFFD."""
+    return to_bytes(text).decode("utf-8", "replace")
 
 
 def run(path, texts):

@@ -16,7 +16,7 @@ from tfpretrain.training.precision import uses_precision
 def run(text_paths, out_dir, preset="tiny", init_dir=None, steps=1000, steps_per_epoch=None,
         vocabulary_size=8000, lowercase=True, sequence_length=128, batch_size=16, learning_rate=5e-4,
         warmup_fraction=0.1, whole_word=False, max_selections=None, precision=None, jit_compile="auto",
-        strategy="default", logical_cpus=None, seed=0, verbose=1, log=print):
+        strategy="default", logical_cpus=None, seed=0, overwrite=False, verbose=1, log=print):
     """Pretrains a BERT encoder with masked-LM and saves a BERT directory to ``out_dir``.
 
     Args:
@@ -36,6 +36,10 @@ def run(text_paths, out_dir, preset="tiny", init_dir=None, steps=1000, steps_per
             2-core CPU the XLA step measured slower than the plain graph).
         strategy, logical_cpus: the `tfpretrain.training.distribute.get_strategy`
             arguments; with "multiworker" only the chief writes ``out_dir``.
+        overwrite: bool, default False. ``out_dir`` holding a finished run is
+            an error unless True; then that run is deleted first
+            (`tfpretrain.training.callbacks.prepare_out_dir`). An interrupted
+            run resumes either way.
 
     Returns a dict with the held-out masked-LM accuracy and perplexity, the
     first and last training accuracy, and training tokens/s.

@@ -28,7 +28,7 @@ MAX_CHARS_PER_TOKEN = 50
 @uses_precision
 def run(text_paths, out_dir, epochs=3, preset="small", batch_size=32, sequence_length=64, min_count=2,
         max_vocabulary=50000, learning_rate=2e-3, precision=None, jit_compile="auto", static_shapes="auto", seed=0,
-        verbose=1, log=print):
+        overwrite=False, verbose=1, log=print):
     """Builds the vocabulary, trains `BiLMLanguageModel`, saves it to ``out_dir``.
 
     ``sequence_length`` (``--max-length``) is the tokens kept per line, the
@@ -39,7 +39,9 @@ def run(text_paths, out_dir, epochs=3, preset="small", batch_size=32, sequence_l
     options; the saved ``language_model.keras`` is float32 either way.
     ``static_shapes`` (True, False, "auto": on with ``jit_compile=True``) pads
     every batch to a length bucket and the batch size
-    (`tfpretrain.models.bilm.language_model_dataset`).
+    (`tfpretrain.models.bilm.language_model_dataset`). ``overwrite``: a
+    finished run in ``out_dir`` is an error unless True, then it is deleted
+    first (`tfpretrain.training.callbacks.prepare_out_dir`).
 
     Returns a dict of results (held-out perplexity, tokens/s, sizes).
     """

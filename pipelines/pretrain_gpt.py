@@ -18,7 +18,8 @@ SAMPLE_TOKENS = 20  # greedy tokens generated from an empty prompt at the end, a
 @uses_precision
 def run(text_paths, out_dir, preset="tiny", init_dir=None, steps=1000, steps_per_epoch=None, vocabulary_size=8000,
         lowercase=True, sequence_length=128, batch_size=16, learning_rate=5e-4, warmup_fraction=0.1,
-        precision=None, jit_compile="auto", strategy="default", logical_cpus=None, seed=0, verbose=1, log=print):
+        precision=None, jit_compile="auto", strategy="default", logical_cpus=None, seed=0, overwrite=False, verbose=1,
+        log=print):
     """Pretrains a GPT decoder to predict the next word piece and saves a GPT directory to ``out_dir``.
 
     Lines are documents: ``[SEP]`` (the end-of-text token) follows each, and
@@ -54,6 +55,10 @@ def run(text_paths, out_dir, preset="tiny", init_dir=None, steps=1000, steps_per
         strategy, logical_cpus: the `tfpretrain.training.distribute.get_strategy`
             arguments; with "multiworker" only the chief writes ``out_dir``.
         seed: int, default 0. Initialisation and shuffling.
+        overwrite: bool, default False. ``out_dir`` holding a finished run is
+            an error unless True; then that run is deleted first
+            (`tfpretrain.training.callbacks.prepare_out_dir`). An interrupted
+            run resumes either way.
         verbose: Keras ``fit`` verbosity.
         log: callable for progress lines.
 

@@ -32,8 +32,8 @@ def normalize_to_iob2(sentences):
 @uses_precision
 def run(train_path, dev_path, out_dir, format="iob2", column=None, bilm_dir=None, epochs=10,
         preset="small", language_model_mode="top", constraint="auto", batch_size=32,
-        learning_rate=3e-3, min_count=2, precision=None, jit_compile="auto", static_shapes="auto", seed=0, verbose=1,
-        log=print):
+        learning_rate=3e-3, min_count=2, precision=None, jit_compile="auto", static_shapes="auto", seed=0,
+        overwrite=False, verbose=1, log=print):
     """Trains a tagger and saves it to ``out_dir``; returns the dev scores.
 
     Args:
@@ -47,6 +47,10 @@ def run(train_path, dev_path, out_dir, format="iob2", column=None, bilm_dir=None
             batches padded to length buckets and the batch size
             (`tfpretrain.models.tagger.tagging_dataset`), so that XLA compiles a few
             programs, not one per sentence length.
+        overwrite: bool, default False. ``out_dir`` holding a finished run is
+            an error unless True; then that run is deleted first
+            (`tfpretrain.training.callbacks.prepare_out_dir`). An interrupted
+            run resumes either way.
     """
     if preset not in TAGGER_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(TAGGER_PRESETS)}")

@@ -149,3 +149,46 @@ def write_choice_files(files):
         files[f"choice_{split}"] = source.parent / f"choice_{split}.tsv"
         files[f"choice_{split}"].write_text("\n".join(lines) + "\n", encoding="utf-8")
     return files
+
+
+TINY_TAGS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+
+
+def make_tagger_dir(out, words=("the", "dog", "barked", "in", "porto", "ines", "flew", "to", ".")):
+    """An untrained tiny CharCNN + CRF tagger directory (IOB2 person / location tags), written with `save_tagger`.
+
+    Its tags are random but well-formed: for tests of input handling, not of accuracy.
+    """
+    from tfpretrain.models import build_tagger
+    from tfpretrain.models.tagger import TAGGER_PRESETS, TaggingPreprocessor
+    from tfpretrain.models.tagger.saving import save_tagger
+    from tfpretrain.text import build_vocabulary
+
+    preprocessor = TaggingPreprocessor(build_vocabulary([list(words)]), TINY_TAGS)
+    model = build_tagger(preprocessor.word_vocabulary_size, TINY_TAGS, constraint="BIO", **TAGGER_PRESETS["tiny"])
+    save_tagger(str(out), model, preprocessor, {"scheme": "IOB2"})
+    return out
+
+
+def make_task_dir(init_dir, out, options):
+    """A fine-tuned directory as `finetune` writes one, without training (the init encoder, a random head)."""
+    from tfpretrain.models.bert.question_answering import build_question_answerer
+    from tfpretrain.models.task_model import build_task_model, load_init_encoder, save_task_model
+
+    encoder, tokenizer = load_init_encoder(str(init_dir), options["sequence_length"])
+    if options["task"] == "qa":
+        model = build_question_answerer(encoder, options["sequence_length"])
+    else:
+        model = build_task_model(options["task"], encoder, options)
+    save_task_model(str(out), model, encoder, tokenizer, dict(options))
+    return out
+
+
+def write_file(directory, name, content):
+    """Writes ``content`` (str as UTF-8 without newline translation, or bytes as they are) to ``directory/name``."""
+    path = directory / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8", newline="")
+    return path

@@ -1,6 +1,5 @@
 """GPT-1's input rewriting: each task's documented token sequences, built token by token in Python."""
 
-import numpy as np
 import pytest
 import tensorflow as tf
 

@@ -1,4 +1,4 @@
-"""The XLA sampled softmax against TensorFlow's own sampler and loss, and its draws against P(c)."""
+"""The sampled softmax against TensorFlow's own samplers and loss, and its draws against P(c)."""
 
 import math
 
@@ -9,6 +9,7 @@ import tensorflow as tf
 from scipy import stats
 
 from tfpretrain.models.bilm import log_uniform_candidates, log_uniform_probability, sampled_softmax_loss
+from tfpretrain.models.bilm.sampled_softmax import log_uniform_unique_candidates, unique_expected_count
 
 
 def _problem(vocabulary_size=200, dim=8, n=64, seed=0):
@@ -129,3 +130,66 @@ def test_compiles_with_xla_and_draws_fresh_negatives_each_step():
     assert first.shape == (32,) and np.all(np.isfinite(first)) and np.all(first > 0)
     assert np.all(np.isfinite(gradient)) and np.any(gradient.numpy() != 0)
     assert not np.allclose(first, second)  # the seed generator advanced: a new sample
+
+
+# The unique sampler of the non-XLA BiLM: TensorFlow's unique log-uniform sampler, drawn from a seed generator.
+
+
+@pytest.mark.parametrize("num_sampled", [16, 100])
+def test_unique_expected_counts_match_tensorflows_unique_sampler(num_sampled):
+    vocabulary_size = 200
+    _, _, _, labels = _problem(vocabulary_size)
+    candidates, true_expected, sampled_expected = tf.random.log_uniform_candidate_sampler(
+        true_classes=labels[:, None], num_true=1, num_sampled=num_sampled, unique=True,
+        range_max=vocabulary_size, seed=1)
+    assert len(set(candidates.numpy())) == num_sampled
+    # The number of draws TensorFlow made, from one expected count: 1 - (1 - p) ** tries.
+    probability = np.log((candidates[0] + 2) / (candidates[0] + 1)) / np.log(vocabulary_size + 1)
+    num_tries = int(round(np.log1p(-sampled_expected[0]) / np.log1p(-probability)))
+    assert num_tries > num_sampled  # a draw was repeated: the formula, not the shortcut, is tested
+    np.testing.assert_allclose(unique_expected_count(candidates, vocabulary_size, num_sampled, num_tries),
+                               sampled_expected, rtol=1e-4)
+    np.testing.assert_allclose(unique_expected_count(labels[:, None], vocabulary_size, num_sampled, num_tries),
+                               true_expected, rtol=1e-4)
+    np.testing.assert_allclose(unique_expected_count(candidates, vocabulary_size, num_sampled, num_sampled),
+                               num_sampled * log_uniform_probability(candidates, vocabulary_size), rtol=1e-6)
+
+
+def test_unique_draws_match_tensorflows_unique_sampler_in_distribution():
+    vocabulary_size, num_sampled, draws = 50, 10, 600
+    labels = np.array([0, 3, 20], "int64")
+    generator = keras.random.SeedGenerator(5)
+    ours = tf.function(lambda: log_uniform_unique_candidates(labels, num_sampled, vocabulary_size, seed=generator))
+    included = {"ours": np.zeros(vocabulary_size), "tensorflow": np.zeros(vocabulary_size)}
+    true_counts = {"ours": 0.0, "tensorflow": 0.0}
+    for step in range(draws):
+        ids, true_expected, sampled_expected = ours()
+        ids = ids.numpy()
+        assert len(set(ids)) == num_sampled and ids.min() >= 0 and ids.max() < vocabulary_size
+        included["ours"][ids] += 1
+        true_counts["ours"] += true_expected.numpy()[:, 0] / draws
+        ids, true_expected, _ = tf.random.log_uniform_candidate_sampler(
+            true_classes=labels[:, None], num_true=1, num_sampled=num_sampled, unique=True,
+            range_max=vocabulary_size, seed=step + 1)
+        included["tensorflow"][ids.numpy()] += 1
+        true_counts["tensorflow"] += true_expected.numpy()[:, 0] / draws
+    frequency = {name: counts / draws for name, counts in included.items()}
+    spread = np.sqrt(2 * frequency["tensorflow"] * (1 - frequency["tensorflow"]) / draws) + 1 / draws
+    assert np.all(np.abs(frequency["ours"] - frequency["tensorflow"]) < 5 * spread), frequency
+    # The expected count of a label is its inclusion probability, on average, for both samplers.
+    np.testing.assert_allclose(true_counts["ours"], true_counts["tensorflow"], rtol=0.03)
+    np.testing.assert_allclose(true_counts["ours"], frequency["ours"][labels], atol=0.06)
+
+
+def test_unique_draw_is_set_by_the_seed_generators_state():
+    generator = keras.random.SeedGenerator(11)
+    state = generator.state.numpy().copy()
+    first = log_uniform_unique_candidates([1, 2], 64, 300, seed=generator)[0].numpy()
+    second = log_uniform_unique_candidates([1, 2], 64, 300, seed=generator)[0].numpy()
+    assert not np.array_equal(first, second)  # the generator advanced
+    generator.state.assign(state)  # as a restored checkpoint does
+    np.testing.assert_array_equal(log_uniform_unique_candidates([1, 2], 64, 300, seed=generator)[0], first)
+    every = log_uniform_unique_candidates([1], 30, 30, seed=3)[0].numpy()
+    assert sorted(every) == list(range(30))
+    with pytest.raises(ValueError, match="num_sampled"):
+        log_uniform_unique_candidates([1], 31, 30)

@@ -343,3 +343,30 @@ def test_metrics_in_an_xla_compiled_model():
         [report["precision"], report["recall"], report["f1"]], abs=1e-6
     )
     assert report["f1"] > 0
+
+
+# --- the scheme comes from the model's tag set, not from the gold file (issue 15, defect 1) ---------------
+
+NO_ENTITY_CASES = [
+    ([["O", "O", "O"]], [["O", "O", "O"]]),  # no entities anywhere: seqeval says 0.0, not accuracy 1.0
+    ([["O", "O", "O", "O", "O"]], [["B-PER", "I-PER", "O", "O", "O"]]),  # predicted ones only: 0.0, not 0.6
+    ([["O", "O"], ["O"]], [["O", "B-LOC"], ["I-ORG"]]),
+]
+
+
+@pytest.mark.parametrize("gold, pred", NO_ENTITY_CASES)
+def test_score_tags_on_a_file_without_entities_matches_seqeval(gold, pred):
+    from tfpretrain.training.metrics import score_tags
+
+    scores = score_tags(gold, pred, tags=IOB2)
+    assert [scores["precision"], scores["recall"], scores["f1"]] == list(seqeval_scores(gold, pred))
+    assert scores["accuracy"] == pytest.approx(accuracy_score(gold, pred))
+    if any(tag != "O" for seq in pred for tag in seq):  # without the model's tags, the predicted ones tell
+        assert score_tags(gold, pred)["f1"] == seqeval_scores(gold, pred)[2]
+
+
+def test_score_tags_of_a_pos_model_stays_token_accuracy():
+    from tfpretrain.training.metrics import score_tags
+
+    scores = score_tags([["NOUN", "VERB"]], [["NOUN", "NOUN"]], tags=["NOUN", "VERB", "ADJ"])
+    assert scores == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "accuracy": 0.5}

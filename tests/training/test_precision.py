@@ -10,7 +10,6 @@ another order).
 """
 
 import json
-import os
 
 import keras
 import numpy as np

@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from tfpretrain.export.saved_model import cast_inputs, check_batch, padded_words, spec
+from tfpretrain.export.saved_model import cast_inputs, check_batch, padded_words, serve_any_batch, spec
 from tfpretrain.models.bert.preprocessor import encode_words, word_tags
 from tfpretrain.text.tokenizer import tokenize_with_offsets
 from tfpretrain.text.vocabulary import PADDING_TOKEN
@@ -48,8 +48,9 @@ class BertTaggerModule(tf.Module):
         pieces = [spec(name, [None, self.sequence_length], tf.int32)
                   for name in ("token_ids", "segment_ids", "padding_mask")]
         words = [spec(name, [None, self.sequence_length - 2], tf.int32) for name in ("word_positions", "word_mask")]
-        self.tag = tf.function(self._tag_texts, input_signature=[spec("texts", [None])])
-        self.tag_ids = tf.function(self._tag_ids, input_signature=pieces + words)
+        self.tag = tf.function(lambda texts: serve_any_batch(self._tag_texts, check_batch(texts)),
+                               input_signature=[spec("texts", [None])])
+        self.tag_ids = tf.function(lambda *ids: serve_any_batch(self._tag_ids, *ids), input_signature=pieces + words)
 
     def signatures(self):
         """``{"serving_default": raw strings, "tag_ids": packed ids}`` concrete functions."""

@@ -7,7 +7,7 @@ Thin wrappers: the texts are encoded by the architecture's preprocessor
 
 import tensorflow as tf
 
-from tfpretrain.export.saved_model import cast_inputs, check_batch, pad_width, spec
+from tfpretrain.export.saved_model import cast_inputs, check_batch, pad_width, serve_any_batch, spec
 from tfpretrain.models.bert.preprocessor import encode_texts
 from tfpretrain.models.gpt.preprocessor import encode_gpt_inputs, sequence_layout
 from tfpretrain.text.task_readers import TEXT_TASKS
@@ -56,11 +56,15 @@ class _ClassifierModule(tf.Module):
         return tf.function(lambda *columns: self._classify_with(tokenizer, columns), input_signature=specs)
 
     def _classify_texts(self, *columns):
-        return self._classify_with(self.tokenizer, columns)
+        columns = self._checked(columns)
+        return serve_any_batch(lambda *padded: self._classify_with(self.tokenizer, padded), *columns)
+
+    def _checked(self, columns):
+        return [check_batch(c, column.name) if column.shape.rank == 1 else c
+                for c, column in zip(columns, self.classify.input_signature)]
 
     def _classify_with(self, tokenizer, columns):
-        columns = [check_batch(c, column.name) if column.shape.rank == 1 else c
-                   for c, column in zip(columns, self.classify.input_signature)]
+        columns = self._checked(columns)
         inputs, truncated = self._encode(columns, tokenizer)
         return {**self._predict(inputs), "truncated": truncated}
 

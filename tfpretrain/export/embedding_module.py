@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from tfpretrain.export.saved_model import check_batch, padded_words, spec
+from tfpretrain.export.saved_model import check_batch, padded_words, serve_any_batch, spec
 from tfpretrain.models.bert.embedder import embed_batch
 
 
@@ -35,7 +35,8 @@ class EmbeddingModule(tf.Module):
         pieces = [spec(name, [None, self.sequence_length], tf.int32)
                   for name in ("token_ids", "segment_ids", "padding_mask")]
         words = [spec(name, [None, None], tf.int32) for name in ("word_positions", "word_mask")]
-        self.embed = tf.function(self._embed_texts, input_signature=[spec("texts", [None])])
+        self.embed = tf.function(lambda texts: serve_any_batch(self._embed_texts, check_batch(texts)),
+                                 input_signature=[spec("texts", [None])])
         self.embed_ids = tf.function(self._embed_ids, input_signature=pieces + words)
 
     def signatures(self):

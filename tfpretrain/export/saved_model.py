@@ -1,5 +1,6 @@
 """SavedModel export in the layout TF Serving watches (``ROOT/NAME/VERSION/``), and what every serving module shares."""
 
+import errno
 import os
 import re
 import shutil
@@ -13,14 +14,43 @@ from tfpretrain.text.vocabulary import PADDING_TOKEN
 def check_batch(texts, name="texts"):
     """``texts`` unchanged, after a run-time check that it is one string per example (rank 1).
 
-    A signature called with another shape then fails with an
-    ``InvalidArgumentError`` naming the input, instead of answering nonsense.
+    A loaded signature does not check the rank of its inputs, so a signature
+    called with a scalar (rank 0) or a matrix (rank 2) then fails with an
+    ``InvalidArgumentError`` naming the input and the rank it needs (and
+    showing the shape it got), instead of crashing or answering nonsense.
+    An empty batch (shape ``[0]``) passes.
     """
-    size, rows = tf.size(texts), tf.shape(texts)[0]
-    with tf.control_dependencies([tf.debugging.assert_equal(
-            size, rows, message=f"{name} must be a vector of strings, one per example (shape [batch])")]):
+    # The shape padded with -1 to two entries, computed at run time (the static shape [None] says rank 1
+    # whatever was fed): [n, -1] for a vector of n strings; [-1, -1], [n, m], ... for any other rank.
+    first_two = tf.concat([tf.shape(texts), [-1, -1]], axis=0)[:2]
+    is_vector = tf.reduce_all(tf.equal(first_two, tf.stack([tf.size(texts), -1])))
+    with tf.control_dependencies([tf.debugging.Assert(is_vector, [
+            f"{name} must have rank 1: a vector of strings, one per example (shape [batch]); got shape",
+            tf.shape(texts)])]):
         return tf.identity(texts)
 
+
+def serve_any_batch(function, *inputs):
+    """``function(*inputs)`` (a dict of batch-major outputs), an empty batch included.
+
+    Several models cannot run on 0 rows (the CharCNN's matrix product, the
+    BERT encoder's first-token slice, the CRF's scatter): an empty batch runs
+    on one row of padding (``""`` / 0) instead, and every output is cut back
+    to 0 rows. Inputs are checked first (`check_batch`) by ``function`` or the
+    caller; they share the batch size of ``inputs[0]``.
+
+    Example:
+
+    >>> self.tag = tf.function(lambda texts: serve_any_batch(self._tag_texts, texts), input_signature=[...])
+    """
+    size = tf.shape(inputs[0])[0]
+
+    def one_row(x):
+        shape = tf.concat([[1], tf.maximum(tf.shape(x)[1:], 1)], axis=0)
+        return tf.fill(shape, tf.constant("" if x.dtype == tf.string else 0, x.dtype))
+
+    padded = [tf.ensure_shape(tf.cond(size > 0, lambda x=x: x, lambda x=x: one_row(x)), x.shape) for x in inputs]
+    return {key: value[:size] for key, value in function(*padded).items()}
 
 
 def spec(name, shape, dtype=tf.string):
@@ -61,7 +91,10 @@ def export_saved_model(module, root, name, signatures, version=None):
 
     The SavedModel is written to a hidden temporary folder beside the versions
     and renamed into place only when complete, so TF Serving never sees a
-    half-written version. An existing version is never overwritten.
+    half-written version. An existing version is never overwritten: when
+    another export takes the version first (two exports racing), this one
+    takes the next free version, or, with an explicit ``version``, stops with
+    a FileExistsError and leaves nothing behind.
 
     Args:
         module: a `tf.Module` (e.g. `tfpretrain.export.TaggingModule`).
@@ -69,10 +102,17 @@ def export_saved_model(module, root, name, signatures, version=None):
         name: str. Model name (a folder name: letters, digits, ``-``, ``_``, ``.``).
         signatures: dict of signature name -> concrete or traced `tf.function`.
         version: int or None. Defaults to the next free version.
+
+    Example:
+
+    >>> from tfpretrain.export.saved_model import export_saved_model
+    >>> export_saved_model(module, "saved_models", "tagger", signatures)  # doctest: +SKIP
+    'saved_models/tagger/1'
     """
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ValueError(f"export name {name!r} must use only letters, digits, '-', '_' and '.'")
-    version = next_version(root, name) if version is None else int(version)
+    explicit = version is not None
+    version = int(version) if explicit else next_version(root, name)
     target = os.path.join(root, name, str(version))
     if os.path.exists(target):
         raise FileExistsError(f"{target} exists; versions are never overwritten (omit --version).")
@@ -80,8 +120,20 @@ def export_saved_model(module, root, name, signatures, version=None):
     staging = tempfile.mkdtemp(prefix=".tmp-export-", dir=os.path.join(root, name))
     try:
         tf.saved_model.save(module, staging, signatures=signatures)
-        os.rename(staging, target)
+        while True:
+            taken = os.path.exists(target)  # os.rename would replace an empty folder: never rename onto one
+            if not taken:
+                try:
+                    os.rename(staging, target)
+                    return target
+                except OSError as error:
+                    if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise
+            if explicit:
+                raise FileExistsError(f"{target} was written by another export while this one ran; versions are "
+                                      "never overwritten: give another --version, or omit it to take the next one")
+            version = max(version + 1, next_version(root, name))  # another export took it: the next free one
+            target = os.path.join(root, name, str(version))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return target

@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from tfpretrain.export.saved_model import check_batch
+from tfpretrain.export.saved_model import check_batch, serve_any_batch
 from tfpretrain.text.tokenizer import word_offsets, words_at
 
 #: Words tagged per text; later words are cut and counted in ``num_words_truncated``.
@@ -45,9 +45,9 @@ class TaggingModule(tf.Module):
         self.preprocessor = preprocessor
         self.max_words = int(max_words)
         self.tag_texts = tf.function(
-            self._tag_texts, input_signature=[tf.TensorSpec([None], tf.string, name="texts")]
+            self._tag_any_texts, input_signature=[tf.TensorSpec([None], tf.string, name="texts")]
         )
-        self.tag_ids = tf.function(self._tag_ids, input_signature=[
+        self.tag_ids = tf.function(self._tag_any_ids, input_signature=[
             tf.TensorSpec([None, None], tf.int32, name="word_ids"),
             tf.TensorSpec([None, None, preprocessor.max_chars_per_token], tf.int32, name="char_ids"),
         ])
@@ -60,6 +60,14 @@ class TaggingModule(tf.Module):
     def tflite_function(self):
         """The raw-text graph at batch size 1 (input ``text``: string ``[1]``), for `tfpretrain.export.tflite`."""
         return tf.function(self._tag_texts, input_signature=[tf.TensorSpec([1], tf.string, name="text")])
+
+    def _tag_any_texts(self, texts):
+        """`_tag_texts` on any batch, an empty one included (answered with empty outputs)."""
+        return serve_any_batch(self._tag_texts, check_batch(texts))
+
+    def _tag_any_ids(self, word_ids, char_ids):
+        """`_tag_ids` on any batch, an empty one included."""
+        return serve_any_batch(self._tag_ids, word_ids, char_ids)
 
     def _tag_ids(self, word_ids, char_ids):
         # At least one step, so that a batch of empty texts still runs the model.

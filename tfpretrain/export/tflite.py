@@ -98,7 +98,7 @@ class TfliteModel:
     words; classifier files pad to a fixed sequence length and run with it
     (5x faster for MiniLM on 2 CPU cores).
 
-    Calling it with a list of texts (a string, or a tuple of strings for
+    Calling it with a list of texts (a string or bytes, or a tuple of them for
     models with several inputs, in the order of ``input_names``) returns one
     dict of numpy outputs per text, shaped as the SavedModel's batch rows.
     """
@@ -133,6 +133,8 @@ class TfliteModel:
         A choice model takes ``(context, choice_0, choice_1, ...)`` (or
         ``(context, [choice_0, ...])``).
         """
+        if not isinstance(text, (str, bytes, tuple, list)):
+            raise TypeError(f"expected a text (str or bytes) or a tuple of texts, got {type(text).__name__}")
         parts = (text,) if isinstance(text, (str, bytes)) else tuple(text)
         last = len(self.input_names) - 1
         if self.input_names[-1] == "choices" and len(parts) > last + 1:
@@ -140,7 +142,9 @@ class TfliteModel:
         if len(parts) != len(self.input_names):
             raise ValueError(f"this model takes {len(self.input_names)} texts per input "
                              f"({', '.join(self.input_names)}); got {len(parts)}")
-        inputs = {name: np.array([part], dtype=object) for name, part in zip(self.input_names, parts)}
+        inputs = {name: np.array([to_bytes(part)], dtype=object) if isinstance(part, (str, bytes))
+                  else np.array([[to_bytes(p) for p in part]], dtype=object)
+                  for name, part in zip(self.input_names, parts)}
         return {name: np.asarray(value) for name, value in self._runner(**inputs).items()}
 
     def check(self):
@@ -150,6 +154,19 @@ class TfliteModel:
 
     def __call__(self, texts):
         return [self.run_one(text) for text in texts]
+
+
+def to_bytes(text):
+    """``text`` as UTF-8 bytes: bytes unchanged (invalid UTF-8 included), a str encoded (lone surrogates, as
+    Python decodes undecodable command-line bytes, back to those bytes)."""
+    if isinstance(text, bytes):
+        return text
+    if isinstance(text, np.bytes_):
+        return bytes(text)
+    try:
+        return str(text).encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no undecodable byte gives: not text any reader made
+        return str(text).encode("utf-8", "replace")
 
 
 #: How multi-text inputs are ordered (predict reads tab-separated fields in this order).

@@ -310,7 +310,7 @@ def score_examples(model, tokenizer, options, examples, batch_size=32):
     """
     if options["task"] == "tag":
         predicted, num_words_truncated = predict_words(model, tokenizer, options, examples, batch_size)
-        scores = score_tags([list(s.tags) for s in examples], predicted)
+        scores = score_tags([list(s.tags) for s in examples], predicted, tags=options["tags"])
         scores.update(sentences=len(examples), tokens=sum(len(s.tokens) for s in examples),
                       num_words_truncated=int(np.sum(num_words_truncated)))
         return scores

@@ -73,25 +73,40 @@ class TaggedSentence:
 
 
 def _lines(path):
-    """Yields ``(line_number, line)`` with the BOM and the line ending removed.
+    """Yields ``(line_number, line)`` with byte-order marks and the line ending removed.
 
-    Reads one line at a time, so a file of any size streams.
+    Reads one line at a time, so a file of any size streams. Line ends are
+    ``\n``, ``\r\n`` or a lone ``\r`` (old Mac files), numbered as an editor
+    numbers them. A byte-order mark starting any line is dropped (files joined
+    with ``cat`` carry one per file). NUL bytes (a binary file) and bytes that
+    are not UTF-8 are a `DataFormatError` naming the line.
     """
+    number = 0
     with open(path, "rb") as file:
-        for number, raw in enumerate(file, start=1):
+        for raw in file:
             if raw.endswith(b"\n"):
                 raw = raw[:-1]
             if raw.endswith(b"\r"):
                 raw = raw[:-1]
-            try:
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as error:
-                raise DataFormatError(
-                    path, number, f"bytes that are not valid UTF-8 ({error.reason} at byte "
-                    f"{error.start} of the line)", "a UTF-8 encoded text file (re-encode it, "
-                    "e.g. `iconv -f latin1 -t utf-8`)",
-                ) from None
-            yield number, line
+            for part in raw.split(b"\r"):
+                number += 1
+                if number == 1 and part.startswith((b"\xff\xfe", b"\xfe\xff")):
+                    raise DataFormatError(path, number, "a UTF-16 byte-order mark: the file is UTF-16",
+                                          "a UTF-8 encoded text file (re-encode it, e.g. `iconv -f utf-16 -t utf-8`)")
+                if b"\0" in part:
+                    raise DataFormatError(
+                        path, number, "a NUL byte (is it a binary file?)",
+                        "a UTF-8 encoded text file",
+                    )
+                try:
+                    line = part.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise DataFormatError(
+                        path, number, f"bytes that are not valid UTF-8 ({error.reason} at byte "
+                        f"{error.start} of the line)", "a UTF-8 encoded text file (re-encode it, "
+                        "e.g. `iconv -f latin1 -t utf-8`)",
+                    ) from None
+                yield number, line.removeprefix("\ufeff")
 
 
 def _read_sentences(path, parse_token_line, comments):
@@ -232,8 +247,9 @@ def read_iob2(path, column=2):
             raise DataFormatError(
                 path, number, f"token index {fields[0]!r}", "an integer index in the first column"
             )
-        _check_fields(path, number, fields[1], fields[column], "token")
-        return fields[1], fields[column]
+        token, tag = fields[1].strip(), fields[column].strip()  # "O " is "O"
+        _check_fields(path, number, token, tag, "token")
+        return token, tag
 
     return _read_sentences(path, parse, comments=True)
 
@@ -292,8 +308,9 @@ def read_conllu(path, column="upos"):
         fields = _conllu_fields(path, line, number)
         if fields is None:
             return None
-        _check_fields(path, number, fields[1], fields[index], "form (token)")
-        return fields[1], fields[index]
+        form, tag = fields[1].strip(), fields[index].strip()  # "NOUN " is "NOUN"
+        _check_fields(path, number, form, tag, "form (token)")
+        return form, tag
 
     return _read_sentences(path, parse, comments=True)
 
@@ -338,26 +355,29 @@ def read_text(path) -> Iterator[str]:
     """
     lines = _lines(path)
     conllu = os.fspath(path).endswith(".conllu")
-    first = None
+    head = []  # the leading blank and comment-like lines, then the first other line
     for number, line in lines:
-        if line.strip():
-            first = (number, line)
+        head.append((number, line))
+        if line.strip() and not line.startswith("#"):
             break
-    if first is None:
-        return
     if not conllu:
-        conllu = first[1].startswith("#") or len(first[1].split("\t")) == 10
+        # CoNLL-U when the first line that is not a comment is a 10-column token line (a plain text may start
+        # with '#' too, e.g. a Markdown title), or when there are only comments and they look like CoNLL-U's.
+        first = head[-1][1] if head else ""
+        if first.strip() and not first.startswith("#"):
+            conllu = len(first.split("\t")) == 10
+        else:
+            conllu = any(_TEXT_COMMENT.fullmatch(line) or line.startswith("# sent_id") for _, line in head)
     if not conllu:
-        yield first[1].strip()
-        for _, line in lines:
+        for _, line in _chain(head, lines):
             if line.strip():
                 yield line.strip()
         return
-    yield from _conllu_texts(path, _chain(first, lines))
+    yield from _conllu_texts(path, _chain(head, lines))
 
 
-def _chain(first, rest):
-    yield first
+def _chain(head, rest):
+    yield from head
     yield from rest
 
 

@@ -73,7 +73,8 @@ def _expect(condition, path, location, problem, expected):
 
 
 def _type_name(value):
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+            float: "a float", int: "an integer"}.get(
         type(value), type(value).__name__)
 
 
@@ -120,8 +121,9 @@ def read_squad(path, require_answers=True):
 
     Raises:
         SquadFormatError: invalid JSON (with its line and column), a missing or
-            mistyped field, a duplicate id, a SQuAD v2.0 unanswerable question, an
-            answer that is not where ``answer_start`` says; the message names the
+            mistyped field, an empty question, a duplicate id, a SQuAD v2.0
+            unanswerable question, an answer that is not where ``answer_start`` says,
+            JSON nested too deeply; the message names the
             JSON path of the entry.
     """
     path = os.fspath(path)
@@ -135,6 +137,9 @@ def read_squad(path, require_answers=True):
     except json.JSONDecodeError as error:
         raise SquadFormatError(path, f"line {error.lineno} column {error.colno}", f"invalid JSON ({error.msg})",
                                "a SQuAD v1.1 JSON file") from None
+    except RecursionError:
+        raise SquadFormatError(path, "(top level)", "JSON nested too deeply to read",
+                               'a SQuAD v1.1 JSON file {"data": [{"paragraphs": [...]}]}') from None
     _expect(isinstance(document, dict), path, "(top level)", _type_name(document), 'an object {"data": [...]}')
     articles = _field(document, "data", list, path, "(top level)", "a list of articles")
     questions, seen = [], {}
@@ -157,6 +162,7 @@ def read_squad(path, require_answers=True):
                         f"duplicate id {question_id!r} (first at {seen.get(question_id)})", "unique question ids")
                 seen[question_id] = where
                 question = _field(qa, "question", str, path, where, "the question text (a string)")
+                _expect(question.strip() != "", path, f"{where}.question", "an empty question", "the question's words")
                 _expect(not qa.get("is_impossible", False), path, f"{where}.is_impossible",
                         "an unanswerable SQuAD v2.0 question", "SQuAD v1.1 (every question answerable)")
                 raw_answers = _field(qa, "answers", list, path, where, "a list of answers")

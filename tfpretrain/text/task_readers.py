@@ -112,7 +112,16 @@ def _label_index(path, number, names, label_column):
                 "the label column's name as the header writes it",
             )
         return names.index(label_column.lower())
-    return int(label_column) % len(names)
+    return _column_index(path, number, label_column, len(names))
+
+
+def _column_index(path, number, label_column, num_fields):
+    """``label_column`` as an index into ``num_fields`` columns (negative from the end); out of range is an error."""
+    index = int(label_column)
+    if not -num_fields <= index < num_fields:
+        raise DataFormatError(path, number, f"no label column {index} on a line of {num_fields} column(s)",
+                              f"a label column index from 0 to {num_fields - 1} (or negative, from the end)")
+    return index % num_fields
 
 
 def _positional_layout(path, number, num_fields, num_texts, label_column):
@@ -124,11 +133,11 @@ def _positional_layout(path, number, num_fields, num_texts, label_column):
         )
     if num_texts == 1:
         expected, layout = (2,), "label<TAB>text"
-        label = 0 if label_column is None else int(label_column) % max(num_fields, 1)
+        label = 0 if label_column is None else _column_index(path, number, label_column, num_fields)
         columns = [1 - label]
     else:
         expected, layout = (3, 4), "sentence1<TAB>sentence2<TAB>label (optionally <TAB>idx)"
-        label = 2 if label_column is None else int(label_column) % max(num_fields, 1)
+        label = 2 if label_column is None else _column_index(path, number, label_column, num_fields)
         columns = [i for i in range(3) if i != label][:2]
     if num_fields not in expected:
         raise DataFormatError(
@@ -149,8 +158,8 @@ def read_task_tsv(path, num_texts, label_column=None):
             else the first column (single texts) or the third (pairs).
 
     Returns:
-        A list of `TextExample`; blank lines are skipped, texts are stripped of
-        surrounding whitespace and may be empty.
+        A list of `TextExample`; blank lines and repeats of the header line
+        are skipped, texts are stripped of surrounding whitespace and may be empty.
 
     Raises:
         DataFormatError: a line with a different number of columns than the
@@ -160,6 +169,7 @@ def read_task_tsv(path, num_texts, label_column=None):
         raise ValueError(f"num_texts must be 1 (classification) or 2 (sentence pairs), got {num_texts!r}")
     examples = []
     layout = None  # (number of columns, text column indices, label index, where the layout came from)
+    header = None
     for number, line in _lines(path):
         if not line.strip():
             continue
@@ -168,10 +178,13 @@ def read_task_tsv(path, num_texts, label_column=None):
             if is_header(fields):
                 columns, label = _header_layout(path, number, fields, num_texts, label_column)
                 layout = (len(fields), columns, label, f"the header (line {number})")
+                header = fields
                 continue
             columns, label = _positional_layout(path, number, len(fields), num_texts, label_column)
             layout = (len(fields), columns, label, f"the first line (line {number})")
         num_fields, columns, label, origin = layout
+        if fields == header:
+            continue  # the header again: files joined with `cat`
         if len(fields) != num_fields:
             raise DataFormatError(
                 path, number, f"{len(fields)} tab-separated column(s)",
@@ -203,7 +216,7 @@ def read_choice_tsv(path):
     the context (a story, a question), the last the 0-based index of the
     right choice, and the columns between are the K >= 2 choices, the same K
     on every line. A header line (its last column named ``label``) is
-    detected and skipped.
+    detected and skipped, and so are repeats of it.
 
     Returns:
         A list of `TextExample` with ``texts = (context, choice_0, ...,
@@ -219,7 +232,7 @@ def read_choice_tsv(path):
     >>> read_choice_tsv("story.tsv")[0].texts[2], read_choice_tsv("story.tsv")[0].label
     ('They became friends.', '1')
     """
-    examples, num_fields = [], None
+    examples, num_fields, header = [], None, None
     for number, line in _lines(path):
         if not line.strip():
             continue
@@ -230,12 +243,15 @@ def read_choice_tsv(path):
                                       "context<TAB>choice_0<TAB>choice_1[<TAB>...]<TAB>label (at least 4 columns)")
             num_fields = len(fields)
             if is_header(fields):
+                header = fields
                 continue
         if len(fields) != num_fields:
             raise DataFormatError(path, number, f"{len(fields)} tab-separated column(s)",
                                   f"{num_fields} like the first line: the same number of choices on every line")
+        if fields == header:
+            continue  # the header again: files joined with `cat`
         label = fields[-1].strip()
-        if not label.isdigit() or int(label) >= num_fields - 2:
+        if not re.fullmatch(r"[0-9]+", label) or int(label) >= num_fields - 2:
             raise DataFormatError(path, number, f"label {label!r}",
                                   f"the 0-based index of the right choice, 0 to {num_fields - 3}")
         examples.append(TextExample(tuple(f.strip() for f in fields[:-1]), str(int(label)),

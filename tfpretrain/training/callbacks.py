@@ -1,11 +1,26 @@
-"""Callbacks the training pipelines share: resumable checkpoints, logs, curves."""
+"""What the training pipelines share: the ``--out`` folder rule, resumable fit, logs, curves.
+
+`prepare_out_dir` decides what a training command may do with its ``--out``
+folder (resume an interrupted run, refuse to overwrite a finished one unless
+asked); `fit_resumable` trains with a checkpoint per epoch and, started again
+after a kill, continues exactly where the checkpoint left off: the weights,
+the optimizer's slots and step (hence the learning-rate schedule), and the
+data position, so that it ends with the weights of an uninterrupted run.
+"""
 
 import csv
+import json
 import os
+import shutil
 import time
 import warnings
 
 import keras
+
+CHECKPOINT_DIR = "checkpoint"  # keras.callbacks.BackupAndRestore's folder under --out
+CHECKPOINT_WEIGHTS = "latest.weights.h5"
+CHECKPOINT_METADATA = "training_metadata.json"
+HISTORY_FILE = "history.csv"
 
 
 class TrainingCurves(keras.callbacks.Callback):
@@ -70,34 +85,254 @@ def plot_history_csv(csv_path, png_path):
     fig.savefig(png_path, dpi=90)
 
 
+def finished_run(out_dir):
+    """The `ModelKind` of the model a finished run saved in ``out_dir``, or None (no folder, or no finished model).
+
+    A run is finished when ``out_dir`` holds a model directory this project
+    writes (`tfpretrain.models.model_dir.model_kind`): every command saves its
+    model only once training has ended, and removes its checkpoint then.
+    """
+    from tfpretrain.models.model_dir import model_kind
+
+    out_dir = os.fspath(out_dir)
+    if not os.path.isdir(out_dir) or os.path.isdir(os.path.join(out_dir, CHECKPOINT_DIR)):
+        return None
+    try:
+        return model_kind(out_dir)
+    except ValueError:
+        return None
+
+
+def is_run_dir(out_dir):
+    """Whether ``out_dir`` holds a training run of this project: a finished model, a checkpoint or a history."""
+    out_dir = os.fspath(out_dir)
+    return bool(finished_run(out_dir)) or any(
+        os.path.exists(os.path.join(out_dir, name)) for name in (CHECKPOINT_DIR, HISTORY_FILE))
+
+
+def prepare_out_dir(out_dir, overwrite=False):
+    """Applies the ``--out`` rule of every training command before it writes anything.
+
+    An interrupted run (a checkpoint, no finished model) is left as it is:
+    the same command resumes it. A finished run is never trained over: without
+    ``overwrite`` this raises, naming the folder; with ``overwrite`` the old
+    run's folder is removed (model, checkpoint, ``history.csv``, logs, curves),
+    so the new run starts afresh and its history holds only its own epochs.
+    A folder that holds no run of this project is never removed.
+
+    Args:
+        out_dir: str or path-like. The command's ``--out``.
+        overwrite: bool, default False. ``--overwrite``.
+
+    Raises:
+        FileExistsError: ``out_dir`` holds a finished run and ``overwrite`` is False.
+
+    Example:
+
+    >>> from tfpretrain.training.callbacks import prepare_out_dir
+    >>> prepare_out_dir("runs/tagger", overwrite=True)  # doctest: +SKIP
+    """
+    out_dir = os.fspath(out_dir)
+    kind = finished_run(out_dir)
+    if kind and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already holds a finished run ({kind.describe()}); it is not trained over. "
+            "Give a new --out, or --overwrite to delete it and train afresh")
+    if overwrite and os.path.isdir(out_dir) and is_run_dir(out_dir):
+        shutil.rmtree(out_dir)
+
+
+def resumed_epoch(out_dir):
+    """The epoch a run in ``out_dir`` resumes at: the epochs its checkpoint holds (0: no checkpoint)."""
+    path = os.path.join(os.fspath(out_dir), CHECKPOINT_DIR, CHECKPOINT_METADATA)
+    if not os.path.exists(os.path.join(os.fspath(out_dir), CHECKPOINT_DIR, CHECKPOINT_WEIGHTS)):
+        return 0
+    try:
+        with open(path, encoding="utf-8") as f:
+            return int(json.load(f)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+class ResumableBackup(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` that also keeps the random state of the model's layers.
+
+    Keras' checkpoint holds the weights, the optimizer and the epoch, but not
+    the state of the layers' `keras.random.SeedGenerator` (dropout masks): a
+    resumed run would draw the masks of epoch 1 again. Each checkpoint writes
+    those states to ``seed_states.EPOCH.npz`` first (the last two are kept, so
+    a kill between that file and the weights leaves the matching one), and the
+    restore puts back the one of the restored epoch.
+
+    Args:
+        backup_dir: str. The checkpoint folder (``OUT/checkpoint``).
+    """
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir, save_freq="epoch")
+
+    def _seed_states(self):
+        return [v for v in self.model.variables if "seed_generator_state" in v.path]
+
+    def _seed_path(self, epoch):
+        return os.path.join(self.backup_dir, f"seed_states.{epoch}.npz")
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        epoch = self.model._initial_epoch  # set by the restore; None without a checkpoint
+        if epoch and os.path.exists(self._seed_path(epoch)):
+            import numpy as np
+
+            with np.load(self._seed_path(epoch)) as saved:
+                states = self._seed_states()
+                if len(saved.files) == len(states):
+                    for index, variable in enumerate(states):
+                        variable.assign(saved[f"state_{index}"])
+
+    def _save_model(self):
+        import numpy as np
+
+        os.makedirs(self.backup_dir, exist_ok=True)
+        epoch = self._current_epoch
+        partial = self._seed_path(epoch) + ".partial.npz"
+        np.savez(partial, **{f"state_{index}": keras.ops.convert_to_numpy(variable.value)
+                             for index, variable in enumerate(self._seed_states())})
+        os.replace(partial, self._seed_path(epoch))
+        super()._save_model()
+        for name in os.listdir(self.backup_dir):
+            if name.startswith("seed_states.") and name not in (os.path.basename(self._seed_path(epoch)),
+                                                                os.path.basename(self._seed_path(epoch - 1))):
+                os.remove(os.path.join(self.backup_dir, name))
+
+
 def training_callbacks(out_dir, verbose=True):
     """Checkpoint-and-resume, TensorBoard, CSV history and the curves PNG under ``out_dir``.
 
-    ``BackupAndRestore`` saves at every epoch end; a run killed midway and started
+    `ResumableBackup` saves at every epoch end; a run killed midway and started
     again with the same command resumes from the last completed epoch.
     """
-    csv_path = os.path.join(out_dir, "history.csv")
+    csv_path = os.path.join(out_dir, HISTORY_FILE)
     return [
-        keras.callbacks.BackupAndRestore(os.path.join(out_dir, "checkpoint"), save_freq="epoch"),
+        ResumableBackup(os.path.join(out_dir, CHECKPOINT_DIR)),
         keras.callbacks.TensorBoard(os.path.join(out_dir, "logs")),
         keras.callbacks.CSVLogger(csv_path, append=True),
         TrainingCurves(csv_path, os.path.join(out_dir, "training_curves.png")),
     ]
 
 
+def build_optimizer(model):
+    """Builds ``model``'s optimizer on the variables its train step updates, if it is not built yet.
+
+    Keras' TensorFlow train step updates ``model.trainable_weights``; left
+    to itself, `keras.callbacks.BackupAndRestore` builds the optimizer on
+    ``model.trainable_variables`` before restoring. The two differ for a model
+    that leaves some weights out of training (`tfpretrain.models.bert.BertMaskedLM`
+    leaves out the pooler), and then the saved slots do not fit and Keras
+    skips restoring the optimizer. Built here, the optimizer holds the same
+    variables when the checkpoint is saved and when it is restored.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built:
+        with model.distribute_strategy.scope():
+            optimizer.build(model.trainable_weights)
+
+
+def restore_checkpoint(model, out_dir):
+    """Loads the checkpoint in ``out_dir`` into ``model`` (weights and optimizer), or says it is another run's.
+
+    Raises:
+        FileExistsError: the checkpoint's weights or optimizer slots do not
+            fit ``model`` (a different command, preset or data wrote it); the
+            message says how to proceed.
+    """
+    path = os.path.join(os.fspath(out_dir), CHECKPOINT_DIR, CHECKPOINT_WEIGHTS)
+    problem = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+        except (ValueError, KeyError) as error:
+            problem = str(error).strip().splitlines()[0][:200]
+    skipped = [str(w.message).strip() for w in caught if "loading" in str(w.message) or "Skipping" in str(w.message)]
+    if problem is None and skipped:
+        problem = skipped[0].splitlines()[0][:200]
+    if problem is not None:
+        raise FileExistsError(
+            f"{out_dir} holds the checkpoint of a different run (its saved weights do not fit this model: "
+            f"{problem}). Give a new --out, or --overwrite to delete that run and train afresh") from None
+
+
+def data_at_epoch(train, epoch, steps_per_epoch=None):
+    """``train`` positioned where an uninterrupted ``fit`` would read it at the start of ``epoch``.
+
+    Without ``steps_per_epoch``, Keras starts a new iterator over ``train``
+    every epoch, and a seeded ``shuffle`` reshuffles at each new iterator
+    (each draws the next seed): the epochs already trained are read through
+    once more (data only, no training), so that the next iterator shuffles as
+    epoch ``epoch`` did. Keras (3.15, ``EpochIterator._enumerate_iterator``)
+    also starts one iterator it never reads at the end of each epoch over a
+    dataset of known length; that one is started here too, or the resumed
+    epochs would take the orders of the skipped iterators (a test in
+    ``tests/training/test_resume.py`` checks this against ``fit``).
+    With ``steps_per_epoch`` (a repeating stream) Keras keeps one iterator
+    across epochs: the batches already trained are skipped (read and dropped,
+    so random masking and shuffling advance as they did). A finite dataset
+    of known length read ``steps_per_epoch`` at a time is refused (no
+    command trains so).
+    """
+    if not epoch:
+        return train
+    if steps_per_epoch:
+        if int(train.cardinality()) >= 0:  # known and finite (a stream's is unknown, a repeated one's infinite)
+            raise ValueError("steps_per_epoch is for a repeating dataset here: resuming a finite one read "
+                             "in pieces would not see the batches an uninterrupted run sees")
+        return train.skip(epoch * steps_per_epoch)
+    known_length = int(train.cardinality()) >= 0
+    for _ in range(epoch):
+        for _ in train:
+            pass
+        if known_length:
+            iter(train)  # the iterator Keras starts and drops at the end of the epoch
+    return train
+
+
 def fit_resumable(model, train, validation, epochs, out_dir, verbose=1, log=print, steps_per_epoch=None,
                   callbacks=()):
-    """``model.fit`` with `training_callbacks`; resumes when ``out_dir`` holds a checkpoint.
+    """``model.fit`` with `training_callbacks`; resumes exactly when ``out_dir`` holds a checkpoint.
+
+    A run killed after an epoch's checkpoint and started again with the same
+    arguments ends with the weights an uninterrupted run ends with: the
+    checkpoint restores the weights, the optimizer's slots and step (the
+    learning-rate schedule continues), Keras' epoch counter, and
+    `data_at_epoch` puts the data where the killed run left it. A checkpoint
+    that does not fit ``model`` is refused (`restore_checkpoint`). Without a
+    checkpoint the run starts afresh and a stale ``history.csv`` (of a run
+    killed after training, before it saved its model) is removed, so the
+    history holds each epoch once.
 
     ``steps_per_epoch`` is needed when ``train`` repeats forever (a streamed corpus).
     ``callbacks`` run after the standard ones (e.g. `GradualUnfreezing`).
+    ``model`` must be built and compiled; ``train``'s shuffling must be
+    seeded (the pipelines pass ``seed``).
 
-    Returns ``(history, seconds)``, the wall-clock time of ``fit`` (validation included).
+    Returns ``(history, seconds)``, the wall-clock time of ``fit`` (validation
+    included), for the epochs this call ran.
+
+    Example:
+
+    >>> from tfpretrain.training import fit_resumable
+    >>> history, seconds = fit_resumable(model, train, dev, epochs=3, out_dir="runs/x")  # doctest: +SKIP
     """
+    out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    checkpoint = os.path.join(out_dir, "checkpoint")
-    if os.path.isdir(checkpoint):
-        log(f"Resuming from the checkpoint in {checkpoint}")
+    build_optimizer(model)
+    epoch = resumed_epoch(out_dir)
+    if epoch:
+        log(f"Resuming from the checkpoint in {os.path.join(out_dir, CHECKPOINT_DIR)} (after epoch {epoch})")
+        restore_checkpoint(model, out_dir)
+        train = data_at_epoch(train, epoch, steps_per_epoch)
+    elif os.path.exists(os.path.join(out_dir, HISTORY_FILE)):
+        os.remove(os.path.join(out_dir, HISTORY_FILE))
     started = time.perf_counter()
     with warnings.catch_warnings():
         # A streamed corpus has no known length: Keras learns it in the first epoch and warns.

@@ -374,15 +374,21 @@ def entity_report(true_tag_seqs, pred_tag_seqs, batch_size=256):
     return {**scores, "accuracy": float(accuracy.result()), "per_type": per_type}
 
 
-def score_tags(gold, predicted):
+def score_tags(gold, predicted, tags=None):
     """Entity P/R/F1 (seqeval semantics) and token accuracy of predicted tag sequences.
 
-    For tag sets without chunk prefixes (e.g. UPOS) every token is its own
-    unit, so micro precision, recall and F1 all equal token accuracy.
+    Whether entity scores apply is decided by the MODEL's tag set (``tags``),
+    not by the gold file: an IOB2 model scored on a file without entities gets
+    seqeval's answer (0.0 where precision or recall is undefined), not its
+    token accuracy. For tag sets without chunk prefixes (e.g. UPOS) every
+    token is its own unit, so micro precision, recall and F1 all equal token
+    accuracy.
 
     Args:
         gold: list of sentences, each a list of tag strings.
         predicted: list of sentences, each as long as the gold one.
+        tags: list of str, optional. The model's tag set (what it can
+            predict). Defaults to the tags found in ``gold`` and ``predicted``.
 
     Returns:
         dict of floats: ``precision``, ``recall``, ``f1``, ``accuracy``.
@@ -391,8 +397,12 @@ def score_tags(gold, predicted):
 
     >>> score_tags([["NOUN", "VERB"]], [["NOUN", "NOUN"]])["f1"]
     0.5
+    >>> score_tags([["O", "O"]], [["B-PER", "O"]], tags=["O", "B-PER", "I-PER"])["f1"]
+    0.0
     """
-    if detect_scheme({t for seq in gold for t in seq}) in ("IOB2", "IOBES", "IO"):
+    if tags is None:
+        tags = {t for seqs in (gold, predicted) for seq in seqs for t in seq}
+    if detect_scheme(set(tags)) in ("IOB2", "IOBES", "IO"):
         report = entity_report(gold, predicted)
         return {k: float(report[k]) for k in ("precision", "recall", "f1", "accuracy")}
     pairs = [(g, p) for gs, ps in zip(gold, predicted) for g, p in zip(gs, ps)]

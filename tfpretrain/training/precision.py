@@ -7,6 +7,9 @@ One place decides the Keras dtype policy of a run:
   ``out_dir`` recorded, else float32), records it in ``out_dir/precision.json``
   before training, so that a resumed run trains as the interrupted one did,
   and sets the global Keras policy for the call only (restored afterwards).
+  It first checks the run's numeric arguments, and a run that fails before
+  writing anything else leaves no ``precision.json`` (nor a new, empty
+  ``out_dir``) behind.
 - Models are built under that policy: variables stay float32, layers compute
   in float16 / bfloat16, and our numerically delicate layers (CRF, softmax,
   layer norm, the LM heads' logits) compute in float32. With
@@ -129,19 +132,63 @@ def resolve_precision(out_dir, precision=None):
 
 
 def uses_precision(run):
-    """Decorates a pipeline ``run`` that takes ``out_dir`` and ``precision=None``: see the module docstring."""
+    """Decorates a pipeline ``run`` that takes ``out_dir`` and ``precision=None``: see the module docstring.
+
+    Before anything is written, the numeric arguments are checked
+    (`tfpretrain.training.arguments.check_arguments`: ``epochs=0`` is a
+    ValueError naming ``epochs``). A run that fails before it wrote anything
+    but the precision record leaves ``out_dir`` as it found it: the record is
+    removed again, and so are the folders the run created.
+    """
     signature = inspect.signature(run)
 
     @functools.wraps(run)
     def wrapper(*args, **kwargs):
+        from tfpretrain.training.arguments import check_arguments
+
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        bound.arguments["precision"] = resolve_precision(os.fspath(bound.arguments["out_dir"]),
-                                                         bound.arguments["precision"])
-        with precision_scope(bound.arguments["precision"]):
-            return run(*bound.args, **bound.kwargs)
+        check_arguments(**bound.arguments)
+        out_dir = os.fspath(bound.arguments["out_dir"])
+        if "overwrite" in bound.arguments:  # the --out rule: a finished run is refused, or removed with overwrite
+            from tfpretrain.training.callbacks import prepare_out_dir
+
+            prepare_out_dir(out_dir, bound.arguments["overwrite"])
+        before = _snapshot(out_dir)
+        bound.arguments["precision"] = resolve_precision(out_dir, bound.arguments["precision"])
+        try:
+            with precision_scope(bound.arguments["precision"]):
+                return run(*bound.args, **bound.kwargs)
+        except BaseException:
+            _undo_record(out_dir, before)
+            raise
 
     return wrapper
+
+
+def _snapshot(out_dir):
+    """What `_undo_record` needs: the folders of ``out_dir``'s path that do not exist yet, and its entries."""
+    missing, path = [], os.path.abspath(out_dir)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        missing.append(path)
+        path = os.path.dirname(path)
+    entries = set(os.listdir(out_dir)) if os.path.isdir(out_dir) else set()
+    return missing, entries
+
+
+def _undo_record(out_dir, before):
+    """After a failed run: if it wrote nothing but a new precision record, removes it and the folders it made."""
+    missing, entries = before
+    if PRECISION_RECORD in entries or not os.path.isdir(out_dir):
+        return  # an earlier run's record (a resumed run keeps it), or no folder at all
+    try:
+        if set(os.listdir(out_dir)) - entries != {PRECISION_RECORD}:
+            return  # training started: the record belongs to what the run wrote
+        os.remove(os.path.join(out_dir, PRECISION_RECORD))
+        for path in missing:  # deepest first
+            os.rmdir(path)
+    except OSError:
+        pass  # best effort: never hide the run's own error behind a clean-up error
 
 
 def _float32_policies(config):

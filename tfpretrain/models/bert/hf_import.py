@@ -40,6 +40,9 @@ _IGNORED = re.compile(r"^(embeddings\.position_ids|cls\..*)$")
 
 def encoder_config_from_hf(hf_config, path=HF_CONFIG_FILE):
     """`BertEncoder` arguments from a Hugging Face BERT ``config.json`` dict; ValueError on what we cannot load."""
+    if not isinstance(hf_config, dict):
+        raise ValueError(f"{path} holds a JSON {type(hf_config).__name__}; expected an object of BERT settings "
+                         "(vocab_size, num_hidden_layers, ...)")
     model_type = hf_config.get("model_type", "bert")
     if model_type != "bert":
         raise ValueError(f"{path}: model_type is {model_type!r}; only 'bert' checkpoints can be imported")
@@ -59,6 +62,17 @@ def encoder_config_from_hf(hf_config, path=HF_CONFIG_FILE):
     if hf_config.get("is_decoder") or hf_config.get("add_cross_attention"):
         raise ValueError(f"{path}: decoder / cross-attention BERT checkpoints are not supported; "
                          "use an encoder-only one")
+    for key in _CONFIG_MAP:
+        value = hf_config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{path}: {key}={value!r}; expected a positive integer")
+    for key, default in (("hidden_dropout_prob", 0.1), ("layer_norm_eps", 1e-12)):
+        value = hf_config.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise ValueError(f"{path}: {key}={value!r}; expected a number in [0, 1)")
+    if hf_config["hidden_size"] % hf_config["num_attention_heads"]:
+        raise ValueError(f"{path}: hidden_size={hf_config['hidden_size']} is not a multiple of "
+                         f"num_attention_heads={hf_config['num_attention_heads']}")
     config = {ours: int(hf_config[key]) for key, ours in _CONFIG_MAP.items()}
     config["dropout"] = float(hf_config.get("hidden_dropout_prob", 0.1))
     config["layer_norm_epsilon"] = float(hf_config.get("layer_norm_eps", 1e-12))
@@ -118,13 +132,48 @@ def _lowercase(from_dir, hf_config):
     """``(lowercase, strip_accents)`` from tokenizer_config.json, else guessed from the model's name."""
     path = os.path.join(from_dir, HF_TOKENIZER_CONFIG_FILE)
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            tokenizer_config = json.load(f)
+        tokenizer_config = _read_json(path)
+        if not isinstance(tokenizer_config, dict):
+            raise ValueError(f"{path} holds a JSON {type(tokenizer_config).__name__}; expected an object "
+                             "(do_lower_case, strip_accents, ...)")
         if "do_lower_case" in tokenizer_config:
             strip_accents = tokenizer_config.get("strip_accents")
             return bool(tokenizer_config["do_lower_case"]), None if strip_accents is None else bool(strip_accents)
     name = (hf_config.get("_name_or_path") or os.path.basename(os.path.normpath(from_dir))).lower()
     return "-cased" not in name and "_cased" not in name, None
+
+
+def _read_json(path):
+    """The JSON in ``path``; ValueError naming the file and line when it is not JSON."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text ({error}); expected the JSON file Hugging Face saves") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}:{error.lineno}: not valid JSON ({error.msg}); expected the JSON file "
+                         "Hugging Face saves (download it again)") from None
+
+
+def _load_tensors(path):
+    """Every tensor of a ``.safetensors`` file; ValueError naming the file when it is damaged."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError, TypeError) as error:
+        raise ValueError(f"{path} is damaged or incomplete (safetensors: {error}); download it again") from None
+
+
+def _check_finite(value, key, path):
+    """ValueError naming the tensor when ``value`` holds NaN or infinite numbers."""
+    finite = np.isfinite(value)
+    if not finite.all():
+        bad = value[~finite]
+        raise ValueError(f"tensor {key!r} in {path} holds {bad.size} non-finite values "
+                         f"({int(np.isnan(bad).sum())} NaN, {int(np.isinf(bad).sum())} infinite) of {value.size}; "
+                         "the checkpoint is damaged: download it again")
 
 
 def import_hf(from_dir, out_dir):
@@ -143,20 +192,28 @@ def import_hf(from_dir, out_dir):
 
     Raises:
         FileNotFoundError: a needed file is missing.
-        ValueError: the config holds something ``BertEncoder`` cannot
-            represent (``hidden_act`` other than gelu, relative position
-            embeddings, ...), a tensor is missing, misshaped or unexpected.
+        ValueError: ``from_dir`` is a file; a JSON file is not JSON; the
+            config holds something ``BertEncoder`` cannot represent
+            (``hidden_act`` other than gelu, relative position embeddings,
+            a setting of the wrong type, ...); ``vocab.txt`` disagrees with
+            ``vocab_size``; ``model.safetensors`` is damaged or truncated; a
+            tensor is missing, misshaped, unexpected or holds NaN / Inf.
 
     Example:
 
     >>> import_hf("downloads/all-MiniLM-L6-v2", "runs/minilm")
     >>> encoder, tokenizer = load_bert("runs/minilm")
     """
-    from safetensors.numpy import load_file
-
     from tfpretrain.models.bert.encoder import BertEncoder
     from tfpretrain.text.vocabulary import load_vocabulary
 
+    from_dir = os.fspath(from_dir)
+    if os.path.isfile(from_dir):
+        raise ValueError(f"{from_dir} is a file; expected the Hugging Face model directory that holds "
+                         f"{HF_CONFIG_FILE}, {HF_WEIGHTS_FILE} and {HF_VOCABULARY_FILE}")
+    if not os.path.isdir(from_dir):
+        raise FileNotFoundError(f"{from_dir}: no such directory; expected a Hugging Face model directory "
+                                f"({HF_CONFIG_FILE}, {HF_WEIGHTS_FILE}, {HF_VOCABULARY_FILE})")
     for name in (HF_CONFIG_FILE, HF_WEIGHTS_FILE, HF_VOCABULARY_FILE):
         if not os.path.exists(os.path.join(from_dir, name)):
             hint = ""
@@ -167,16 +224,21 @@ def import_hf(from_dir, out_dir):
                 f"{HF_CONFIG_FILE}, {HF_WEIGHTS_FILE} and {HF_VOCABULARY_FILE}"
             )
     config_path = os.path.join(from_dir, HF_CONFIG_FILE)
-    with open(config_path, encoding="utf-8") as f:
-        hf_config = json.load(f)
+    hf_config = _read_json(config_path)
     config = encoder_config_from_hf(hf_config, config_path)
-    vocabulary = load_vocabulary(os.path.join(from_dir, HF_VOCABULARY_FILE))
-    if len(vocabulary) > config["vocabulary_size"]:
-        raise ValueError(f"{os.path.join(from_dir, HF_VOCABULARY_FILE)} has {len(vocabulary)} tokens but "
-                         f"{config_path} says vocab_size={config['vocabulary_size']}")
+    vocabulary_path = os.path.join(from_dir, HF_VOCABULARY_FILE)
+    try:
+        vocabulary = load_vocabulary(vocabulary_path)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{vocabulary_path} is not UTF-8 text ({error}); expected one word piece per line") from None
+    if len(vocabulary) != config["vocabulary_size"]:
+        # A missing or extra line shifts every later token id: the model would read the wrong word pieces.
+        raise ValueError(f"{vocabulary_path} has {len(vocabulary)} tokens but {config_path} says "
+                         f"vocab_size={config['vocabulary_size']} (the rows of embeddings.word_embeddings.weight); "
+                         "the two files must come from the same checkpoint: download vocab.txt again")
 
     weights_path = os.path.join(from_dir, HF_WEIGHTS_FILE)
-    tensors = _strip_prefix(load_file(weights_path))
+    tensors = _strip_prefix(_load_tensors(weights_path))
     encoder = BertEncoder(**config)
     used = set()
     values = []
@@ -192,6 +254,7 @@ def import_hf(from_dir, out_dir):
             expected = tuple(variable.shape)[::-1] if transpose else tuple(variable.shape)
             raise ValueError(f"tensor {key!r} in {weights_path} has shape {found}; expected {expected} "
                              f"from {config_path}")
+        _check_finite(value, key, weights_path)
         used.add(key)
         values.append((variable, value))
     unexpected = sorted(name for name in tensors if name not in used and not _IGNORED.match(name))

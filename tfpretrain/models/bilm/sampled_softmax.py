@@ -1,4 +1,11 @@
-"""A sampled softmax that XLA can compile: log-uniform negatives drawn with replacement, static shapes."""
+"""Log-uniform negatives for the BiLM's sampled softmax, drawn from a `keras.random.SeedGenerator`.
+
+`sampled_softmax_loss` compiles under XLA (negatives drawn with
+replacement, static shapes); `log_uniform_unique_candidates` is the unique
+sampler of `tf.nn.sampled_softmax_loss` (no XLA kernel) with its randomness
+taken from a seed generator, so that a checkpoint holds it and a resumed run
+draws the negatives an uninterrupted one draws.
+"""
 
 import math
 
@@ -37,6 +44,95 @@ def log_uniform_candidates(num_sampled, vocabulary_size, seed=None):
     ids = ops.floor(ops.exp(uniform * math.log(vocabulary_size + 1.0))) - 1.0
     # float32 rounding can reach vocabulary_size when u is within 1 ulp of 1.
     return ops.cast(ops.clip(ids, 0.0, vocabulary_size - 1.0), "int32")
+
+
+def _stateless_seed(seed):
+    """A ``(2,)`` int64 seed for TensorFlow's stateless ops from an int, a `keras.random.SeedGenerator` or None."""
+    import tensorflow as tf
+
+    if isinstance(seed, keras.random.SeedGenerator):
+        return tf.cast(seed.next(), "int64")
+    if seed is None:
+        return tf.random.uniform((2,), maxval=2**31 - 1, dtype="int64")
+    return tf.constant([int(seed), 0], "int64")
+
+
+def unique_expected_count(ids, vocabulary_size, num_sampled, num_tries):
+    """Expected count of ``ids`` in a unique log-uniform draw of ``num_sampled`` ids that took ``num_tries`` draws.
+
+    ``1 - (1 - P(id)) ** num_tries`` (the chance that ``num_tries`` draws
+    with replacement hit ``id``), or ``num_sampled * P(id)`` when no draw was
+    repeated: the formula of TensorFlow's ``RangeSampler`` with ``unique=True``.
+    """
+    import tensorflow as tf
+
+    probability = log_uniform_probability(ids, vocabulary_size)
+    num_tries = tf.cast(num_tries, "float32")
+    return tf.where(tf.equal(num_tries, float(num_sampled)), probability * float(num_sampled),
+                    -tf.math.expm1(num_tries * tf.math.log1p(-probability)))
+
+
+def log_uniform_unique_candidates(labels, num_sampled, vocabulary_size, seed=None):
+    """``num_sampled`` distinct log-uniform ids, as `tf.random.log_uniform_candidate_sampler(unique=True)` draws them.
+
+    Ids are drawn with replacement (`log_uniform_candidates`' inverse CDF)
+    until ``num_sampled`` distinct ones have come up; they are kept in the
+    order they first came up, and the expected counts are those of
+    TensorFlow's unique sampler for that number of draws
+    (`unique_expected_count`). The draws are stateless ops on a seed taken
+    from ``seed``: with a `keras.random.SeedGenerator` (whose state a
+    checkpoint holds) the same state gives the same negatives. Not for XLA
+    (the number of draws is not static); TensorFlow only.
+
+    Args:
+        labels: ``(n,)`` or ``(n, 1)`` int true ids (for their expected counts).
+        num_sampled: int. Distinct ids to draw, at most ``vocabulary_size``.
+        vocabulary_size: int. Ids lie in ``[0, vocabulary_size)``.
+        seed: int, `keras.random.SeedGenerator` or None.
+
+    Returns:
+        ``(sampled_ids, true_expected_count, sampled_expected_count)``:
+        ``(num_sampled,)`` int64, ``(n, 1)`` and ``(num_sampled,)`` float32 —
+        the ``sampled_values`` of `tf.nn.sampled_softmax_loss`.
+
+    Example:
+
+    >>> from tfpretrain.models.bilm.sampled_softmax import log_uniform_unique_candidates
+    >>> ids, _, _ = log_uniform_unique_candidates([3, 7], 64, 1000, seed=keras.random.SeedGenerator(0))
+    >>> len(set(ids.numpy())) == 64
+    True
+    """
+    import tensorflow as tf
+
+    if not 0 < num_sampled <= vocabulary_size:
+        raise ValueError(f"num_sampled must be in [1, {vocabulary_size}], got {num_sampled}")
+    seed = _stateless_seed(seed)
+    log_range = math.log(vocabulary_size + 1.0)
+
+    def draw(round_index):
+        uniform = tf.random.stateless_uniform(
+            (num_sampled,), seed=tf.random.experimental.stateless_fold_in(seed, round_index), dtype="float32")
+        ids = tf.floor(tf.exp(uniform * log_range)) - 1.0
+        return tf.cast(tf.clip_by_value(ids, 0.0, vocabulary_size - 1.0), "int64")
+
+    def not_enough(round_index, draws):
+        return tf.size(tf.unique(draws)[0]) < num_sampled
+
+    def more(round_index, draws):
+        return round_index + 1, tf.concat([draws, draw(round_index)], axis=0)
+
+    _, draws = tf.while_loop(not_enough, more, (tf.constant(1, "int64"), draw(tf.constant(0, "int64"))),
+                             shape_invariants=(tf.TensorShape([]), tf.TensorShape([None])))
+    distinct, index = tf.unique(draws)  # in the order of first appearance
+    # Positions as a cumulative sum: Grappler folds tf.size of a loop output to its first round's size.
+    positions = tf.cumsum(tf.ones_like(index)) - 1
+    first_draw = tf.math.unsorted_segment_min(positions, index, tf.size(distinct))
+    sampled_ids = tf.ensure_shape(distinct[:num_sampled], (num_sampled,))
+    num_tries = first_draw[num_sampled - 1] + 1  # the draws TensorFlow's sampler makes to get num_sampled ids
+    labels = tf.reshape(tf.cast(labels, "int64"), (-1, 1))
+    return (tf.stop_gradient(sampled_ids),
+            tf.stop_gradient(unique_expected_count(labels, vocabulary_size, num_sampled, num_tries)),
+            tf.stop_gradient(unique_expected_count(sampled_ids, vocabulary_size, num_sampled, num_tries)))
 
 
 def sampled_softmax_loss(weights, biases, labels, inputs, num_sampled, seed=None, sampled_ids=None):

@@ -1,7 +1,8 @@
 """A pretrained BiLM on disk: ``language_model.keras`` (the whole `BiLMLanguageModel`) and ``bilm.json`` (its results).
 
 Written by ``tfpretrain pretrain-bilm``; read by ``train-tagger --bilm``
-(`load_language_model`). The file names are `tfpretrain.models.model_dir`'s
+(`load_language_model`). `load_keras_file` (also used for taggers) reports a
+damaged ``.keras`` file as damaged. The file names are `tfpretrain.models.model_dir`'s
 ``BILM_MODEL_FILE`` and ``BILM_FILE``.
 
 Example:
@@ -11,6 +12,8 @@ Example:
 """
 
 import os
+import zipfile
+import zlib
 
 import keras
 
@@ -40,4 +43,28 @@ def load_language_model(directory):
         raise FileNotFoundError(
             f"{directory} holds no {BILM_MODEL_FILE}; pretrain one with `tfpretrain pretrain-bilm --out {directory}`."
         )
-    return keras.saving.load_model(path)
+    return load_keras_file(path)
+
+
+def load_keras_file(path):
+    """``keras.saving.load_model(path)``, with a damaged or truncated file reported as such.
+
+    Keras calls a ``.keras`` file that is not a complete zip "File not found";
+    a damaged member gives a zip or HDF5 error.
+
+    Raises:
+        ValueError: naming ``path``: damaged or incomplete; train again or restore it.
+
+    Example:
+
+    >>> model = load_keras_file("runs/upos/model.keras")
+    """
+    def damaged(reason):
+        return ValueError(f"{path} is damaged or incomplete ({reason}); train again or restore it from a copy")
+
+    if not zipfile.is_zipfile(path):
+        raise damaged("not a complete .keras zip archive")
+    try:
+        return keras.saving.load_model(path)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
+        raise damaged(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None

@@ -33,11 +33,15 @@ def predict_tags(module, sentences, batch_size=64):
 
 
 def evaluate_sentences(model, preprocessor, sentences, batch_size=64):
-    """Scores a tagger on gold sentences through its serving graph: `score_tags` plus ``sentences`` and ``tokens``."""
+    """Scores a tagger on gold sentences through its serving graph: `score_tags` plus ``sentences`` and ``tokens``.
+
+    Entity scores apply when the tagger's own tag set (``preprocessor.tags``)
+    has chunk prefixes, whatever tags the gold file happens to hold.
+    """
     from tfpretrain.export.tagging_module import TaggingModule
 
     predicted = predict_tags(TaggingModule(model, preprocessor), sentences, batch_size)
-    scores = score_tags([list(s.tags) for s in sentences], predicted)
+    scores = score_tags([list(s.tags) for s in sentences], predicted, tags=preprocessor.tags)  # the model's scheme
     scores["sentences"] = len(sentences)
     scores["tokens"] = sum(len(s.tokens) for s in sentences)
     return scores

@@ -25,7 +25,12 @@ def save_tagger(directory, model, preprocessor, metadata=None):
 
 
 def load_tagger(directory):
-    """Returns ``(model, preprocessor, metadata)`` saved by `save_tagger`."""
+    """Returns ``(model, preprocessor, metadata)`` saved by `save_tagger`.
+
+    Raises:
+        FileNotFoundError: a file of the directory is missing.
+        ValueError: ``model.keras`` is damaged or incomplete (a copy cut short).
+    """
     # The modules whose serialisable classes a tagger's .keras file names (importing them registers them).
     import tfpretrain.layers  # noqa: F401
     import tfpretrain.models.bilm  # noqa: F401
@@ -39,7 +44,9 @@ def load_tagger(directory):
             f"{directory} is not a tagger directory: missing {', '.join(missing)} "
             "(train one with `tfpretrain train-tagger --out DIR`)."
         )
-    model = keras.saving.load_model(os.path.join(directory, TAGGER_MODEL_FILE))
+    from tfpretrain.models.bilm.saving import load_keras_file
+
+    model = load_keras_file(os.path.join(directory, TAGGER_MODEL_FILE))
     preprocessor = keras.saving.deserialize_keras_object(read_json(directory, TAGGER_PREPROCESSOR_FILE))
     metadata = read_json(directory, TAGGER_FILE)
     return model, preprocessor, metadata
