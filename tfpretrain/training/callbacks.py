@@ -206,17 +206,21 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
 
 
 def training_callbacks(out_dir, verbose=True):
-    """Checkpoint-and-resume, TensorBoard, CSV history and the curves PNG under ``out_dir``.
+    """TensorBoard, CSV history, the curves PNG and checkpoint-and-resume under ``out_dir``.
 
     `ResumableBackup` saves at every epoch end; a run killed midway and started
-    again with the same command resumes from the last completed epoch.
+    again with the same command resumes from the last completed epoch. It runs
+    last, after the epoch's ``history.csv`` row is written: a run killed between
+    the two then redoes the epoch and writes the row again (`read_history_csv`
+    keeps the last row of an epoch), where the other order could lose the row
+    of an epoch the checkpoint holds.
     """
     csv_path = os.path.join(out_dir, HISTORY_FILE)
     return [
-        ResumableBackup(os.path.join(out_dir, CHECKPOINT_DIR)),
         keras.callbacks.TensorBoard(os.path.join(out_dir, "logs")),
         keras.callbacks.CSVLogger(csv_path, append=True),
         TrainingCurves(csv_path, os.path.join(out_dir, "training_curves.png")),
+        ResumableBackup(os.path.join(out_dir, CHECKPOINT_DIR)),
     ]
 
 
