@@ -231,7 +231,7 @@ def test_resume_after_interruption(bert_dir, data, tmp_path, monkeypatch):
     from tfpretrain.training import callbacks
 
     out = tmp_path / "resumed"
-    original = callbacks.TrainingCurves.on_epoch_end
+    original = callbacks.ResumableBackup.on_epoch_end  # the last callback of an epoch: the checkpoint is written
 
     def interrupt(self, epoch, logs=None):
         original(self, epoch, logs)
@@ -239,11 +239,11 @@ def test_resume_after_interruption(bert_dir, data, tmp_path, monkeypatch):
 
     args = ("classify", bert_dir, data["sst2_train"], data["sst2_dev"], out)
     options = {**FAST, "epochs": 2, "sequence_length": 16, "max_train_examples": 96}
-    monkeypatch.setattr(callbacks.TrainingCurves, "on_epoch_end", interrupt)
+    monkeypatch.setattr(callbacks.ResumableBackup, "on_epoch_end", interrupt)
     with pytest.raises(KeyboardInterrupt):
         run(*args, **options, log=lambda *_: None)
     assert (out / "checkpoint").is_dir() and not (out / "task.json").exists()
-    monkeypatch.setattr(callbacks.TrainingCurves, "on_epoch_end", original)
+    monkeypatch.setattr(callbacks.ResumableBackup, "on_epoch_end", original)
 
     logs = []
     scores = run(*args, **options, log=logs.append)
