@@ -9,6 +9,7 @@ BENCHMARKS = [
     "crf_benchmark.py", "tagger_benchmark.py",  # CRF and the ELMo-style tagger
     "wordpiece_benchmark.py", "input_pipeline_benchmark.py",  # tf.data text pipelines
     "bert_mlm_benchmark.py", "bert_finetune_benchmark.py",  # BERT
+    "hf_finetune_peer.py", "finetune_recipe_benchmark.py",  # fine-tuning against Hugging Face; ULMFiT's recipe
     "gpt_benchmark.py", "awd_lstm_benchmark.py", "ulmfit_benchmark.py",  # GPT and ULMFiT
     "export_benchmark.py",  # deployment: SavedModel vs TFLite float / int8
     "static_shapes_benchmark.py",  # XLA: dynamic against static batch shapes

@@ -31,10 +31,12 @@ from tfpretrain.training.arguments import (non_negative_float, non_negative_int,
 from tfpretrain.training.precision import PRECISIONS, XLA_MODES
 
 # Choices whose library constants sit in modules that import TensorFlow: tests/pipelines/test_cli.py checks
-# that they equal tfpretrain.models.gpt.generation.SAMPLERS and tfpretrain.models.bert.embedder's.
+# that they equal tfpretrain.models.gpt.generation.SAMPLERS, tfpretrain.models.bert.embedder's
+# and tfpretrain.models.fine_tuning.SCHEDULES.
 SAMPLERS = ("greedy", "top_k", "top_p")
 LAYER_COMBINATIONS = ("last", "second_to_last", "sum_last_four", "concat_last_four")  # the CLI offers no scalar_mix
 SENTENCE_POOLINGS = ("mean", "cls")
+FINE_TUNING_SCHEDULES = ("linear", "slanted")  # tfpretrain.models.fine_tuning.SCHEDULES
 
 
 def _column(value):
@@ -296,7 +298,24 @@ def add_finetune(commands):
     p.add_argument("--crf", action="store_true", help="tag: a CRF layer on top (BERT-CRF)")
     p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--batch-size", type=positive_int, default=None)
-    p.add_argument("--learning-rate", type=positive_float, default=None)
+    p.add_argument("--learning-rate", type=positive_float, default=None,
+                   help="the encoder's peak learning rate (default 1e-4)")
+    p.add_argument("--head-learning-rate", type=positive_float, default=None,
+                   help="the task head's peak learning rate (default 1e-3)")
+    p.add_argument("--crf-learning-rate", type=positive_float, default=None,
+                   help="tag --crf: the CRF's peak learning rate (default 1e-2)")
+    p.add_argument("--schedule", choices=FINE_TUNING_SCHEDULES, default=None,
+                   help="linear: BERT's warm-up then linear decay (default); slanted: ULMFiT's slanted triangle")
+    p.add_argument("--warmup", type=non_negative_float, default=None,
+                   help="linear schedule: the fraction of the steps spent warming up (default 0.1)")
+    p.add_argument("--discriminative", action="store_true",
+                   help="ULMFiT's discriminative rates: each encoder group (embeddings, each block) learns "
+                        "--decay times more slowly than the one above")
+    p.add_argument("--decay", type=positive_float, default=None, help="with --discriminative (default 2.6)")
+    p.add_argument("--gradual-unfreezing", action="store_true",
+                   help="train only the head in the first epoch, then unfreeze one more group per epoch, top first")
+    p.add_argument("--keep-last", dest="keep_best", action="store_false",
+                   help="save the last epoch's model (default: the epoch with the best dev score)")
     p.add_argument("--sequence-length", type=positive_int, default=None)
     p.add_argument("--doc-stride", type=positive_int, default=None, help="qa: overlap step of context windows")
     p.add_argument("--max-query-length", type=positive_int, default=None, help="qa: question pieces kept (default 64)")
@@ -305,7 +324,7 @@ def add_finetune(commands):
                    help="use only the first N training examples")
     p.add_argument("--lm-loss-weight", type=non_negative_float, default=None,
                    help="GPT: weight of the auxiliary language-model loss (default 0.5; 0: off)")
-    _add_accelerator(p)
+    _add_accelerator(p, bucketed=True)
     _add_strategy(p)
     p.add_argument("--seed", type=non_negative_int, default=0)
     _add_overwrite(p)
@@ -321,6 +340,8 @@ def run_finetune(args):
         raise ValueError("--format and --column are not for --task qa (SQuAD v1.1 JSON)")
     options = {name: value for name, value in _training_options(args, finetune.run).items()
                if value is not None or name in ("precision",)}  # unset options: the task's defaults
+    if args.task == "qa" and options.get("static_shapes") == "auto":
+        options.pop("static_shapes")
     if args.task != "tag":
         options.pop("crf", None)
     print(json.dumps(finetune.run(**options)))

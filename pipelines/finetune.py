@@ -40,10 +40,20 @@ from tfpretrain.models.task_model import (
     task_dataset,
     without_info,
 )
-from tfpretrain.training.callbacks import fit_resumable, read_history_csv
+from tfpretrain.models.fine_tuning import (
+    CRF_LEARNING_RATE,
+    HEAD_LEARNING_RATE,
+    WARMUP_FRACTION,
+    check_schedule,
+    fine_tuning_optimizer,
+    layer_groups,
+)
+from tfpretrain.training.callbacks import CHECKPOINT_DIR, KeepBest, fit_resumable, read_history_csv
+from tfpretrain.training.discriminative import DEFAULT_DECAY
 from tfpretrain.training.distribute import get_strategy
 from tfpretrain.training.metrics import EntityF1, TokenAccuracy, label_predictions
-from tfpretrain.training.precision import check_jit_compile, uses_precision
+from tfpretrain.training.precision import check_jit_compile, resolve_static_shapes, uses_precision
+from tfpretrain.training.unfreezing import GradualUnfreezing
 from tfpretrain.text.task_readers import (
     TEXT_TASKS,
     check_labels,
@@ -56,6 +66,15 @@ __all__ = ["TASKS", "TASK_DEFAULTS", "evaluate", "load_task_model", "predict", "
 
 # Defaults of classify / pair / tag (qa has its own, in finetune_qa.run).
 TASK_DEFAULTS = {"sequence_length": 128, "epochs": 3, "batch_size": 32}
+TAG_BATCH_SIZE = 16  # tag: twice the steps of 32 on a small NER set (README, "How the fine-tuning defaults were chosen")
+LEARNING_RATE = 1e-4  # BERT's encoder's peak rate (README, "How the fine-tuning defaults were chosen")
+GPT_LEARNING_RATE = 5e-5
+
+
+def _run_defaults():
+    import inspect
+
+    return {name: p.default for name, p in inspect.signature(run.__wrapped__).parameters.items()}
 
 
 def _check_task(task):
@@ -63,10 +82,7 @@ def _check_task(task):
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
 
 
-def _compile(model, task, options, learning_rate, total_steps, jit_compile="auto"):
-    from tfpretrain.training.schedules import bert_optimizer
-
-    optimizer = bert_optimizer(learning_rate, total_steps)
+def _compile(model, task, options, optimizer, jit_compile="auto"):
     jit_compile = check_jit_compile(jit_compile)
     if task in TEXT_TASKS:
         model.compile(optimizer=optimizer,
@@ -81,15 +97,23 @@ def _compile(model, task, options, learning_rate, total_steps, jit_compile="auto
 
 @uses_precision
 def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=None, crf=False,  # noqa: A002
-        sequence_length=None, epochs=None, batch_size=None, learning_rate=5e-5, max_train_examples=None, seed=0,
-        strategy="default", logical_cpus=None, doc_stride=None, max_query_length=None, max_answer_length=None,
-        lm_loss_weight=None, precision=None, jit_compile="auto", overwrite=False, verbose=1, log=print):
+        sequence_length=None, epochs=None, batch_size=None, learning_rate=None,
+        head_learning_rate=None, crf_learning_rate=None, warmup=WARMUP_FRACTION,
+        schedule="linear", discriminative=False, decay=DEFAULT_DECAY, gradual_unfreezing=False, keep_best=True,
+        max_train_examples=None, seed=0, strategy="default", logical_cpus=None, doc_stride=None,
+        max_query_length=None, max_answer_length=None, lm_loss_weight=None, precision=None, jit_compile="auto",
+        static_shapes="auto", overwrite=False, verbose=1, log=print):
     """Fine-tunes the BERT encoder or GPT decoder in ``init_dir`` with a task head; saves it to ``out_dir``.
 
     Training is `fit_resumable`: a checkpoint per epoch under ``out_dir``, and
     the same call after an interruption continues from the last finished
-    epoch. The optimizer is AdamW with BERT's schedule (linear warm-up over
-    10% of the steps, then linear decay to 0).
+    epoch. The optimizer is BERT's AdamW with one peak rate for the encoder,
+    one for the task head and one for a CRF, under one schedule (BERT's
+    linear warm-up and decay, or ULMFiT's slanted triangle), optionally with
+    ULMFiT's discriminative rates and gradual unfreezing
+    (`tfpretrain.models.fine_tuning`). Batches hold examples of similar
+    length, padded to their longest. The model of the epoch with the best
+    dev score is the one saved (``keep_best``).
 
     Args:
         task: "classify", "pair", "tag" or "qa" (BERT); "classify", "pair",
@@ -108,9 +132,23 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
         sequence_length: pieces per example, ``[CLS]`` and ``[SEP]`` included;
             longer texts are truncated (counted in the log and the scores).
             None: the task's default, like ``epochs`` and ``batch_size``
-            (`TASK_DEFAULTS`: 128, 3, 32 for classify / pair / tag;
+            (`TASK_DEFAULTS`: 128, 3, 32 for classify / pair, batch 16 for tag;
             finetune_qa's own for qa).
-        learning_rate: peak learning rate, default 5e-5.
+        learning_rate: the encoder's peak learning rate (None: BERT `LEARNING_RATE`,
+            1e-4; GPT `GPT_LEARNING_RATE`, 5e-5; qa: finetune_qa's 5e-5).
+        head_learning_rate, crf_learning_rate: the peak rates of the task
+            head (pooler included) and of a CRF's transition scores (None:
+            BERT `tfpretrain.models.fine_tuning.HEAD_LEARNING_RATE`,
+            ``CRF_LEARNING_RATE``; GPT: the decoder's rate, as GPT-1 trains).
+        warmup: the fraction of the steps spent warming up (schedule "linear").
+        schedule: "linear" (BERT) or "slanted" (ULMFiT's slanted triangular rates).
+        discriminative, decay: ULMFiT's discriminative fine-tuning: each
+            encoder group below the top block learns ``decay`` times more
+            slowly than the one above it (groups: embeddings, each block).
+        gradual_unfreezing: train only the head in the first epoch, then
+            unfreeze one more group (top block first) per epoch.
+        keep_best: save the epoch with the best dev score (entity F1 for
+            tag with entities, else accuracy), not the last.
         max_train_examples: use only the first N training examples.
         strategy, logical_cpus: see `tfpretrain.training.distribute.get_strategy`.
         doc_stride, max_query_length, max_answer_length: qa only (see
@@ -122,14 +160,17 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
             (`tfpretrain.training.precision.uses_precision`). Recorded in
             task.json; the saved model reloads in float32.
         jit_compile: True, False or "auto" (Keras' choice: XLA on a GPU unless a layer cannot be compiled).
+        static_shapes: True, False or "auto" (on with XLA): pad batches to a
+            few fixed lengths (`tfpretrain.models.bert.preprocessor.cut_padding`)
+            instead of their longest example, so that XLA compiles a few shapes.
         overwrite: bool, default False. ``out_dir`` holding a finished run is
             an error unless True; then that run is deleted first
             (`tfpretrain.training.callbacks.prepare_out_dir`). An interrupted
             run resumes either way.
 
     Returns:
-        The dev scores (see `evaluate`) plus ``train_loss`` (last epoch) and
-        ``train_examples_per_second``.
+        The dev scores (see `evaluate`) of the saved model plus ``train_loss``
+        (last epoch), ``train_examples_per_second`` and ``best_epoch``.
     """
     _check_task(task)
     architecture = model_kind(init_dir).architecture
@@ -137,34 +178,54 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
     if lm_loss_weight is not None and architecture != "gpt":
         raise ValueError(f"--lm-loss-weight is for GPT models; {init_dir} holds a BERT encoder")
     if task == "qa":
+        recipe = dict(head_learning_rate=head_learning_rate, crf_learning_rate=crf_learning_rate, warmup=warmup,
+                      schedule=schedule, discriminative=discriminative, decay=decay,
+                      gradual_unfreezing=gradual_unfreezing, keep_best=keep_best, static_shapes=static_shapes)
+        defaults = _run_defaults()
+        changed = [name for name, value in recipe.items() if value != defaults[name]]
+        if changed:
+            raise ValueError(f"{', '.join('--' + n.replace('_', '-') for n in changed)}: not for --task qa yet "
+                             "(it fine-tunes at one rate with BERT's schedule)")
         if crf or format not in (None, "json", "squad") or column is not None:
             raise ValueError("--crf, --format and --column do not apply to --task qa (SQuAD JSON files)")
         from tfpretrain.pipelines import finetune_qa
 
         sizes = {"sequence_length": sequence_length, "epochs": epochs, "batch_size": batch_size,
+                 "learning_rate": learning_rate,
                  "doc_stride": doc_stride, "max_query_length": max_query_length,
                  "max_answer_length": max_answer_length}
-        return finetune_qa.run(init_dir, train_path, dev_path, out_dir, learning_rate=learning_rate,
+        return finetune_qa.run(init_dir, train_path, dev_path, out_dir,
                                max_train_examples=max_train_examples, seed=seed, strategy=strategy,
                                logical_cpus=logical_cpus, precision=precision, jit_compile=jit_compile,
                                verbose=verbose, log=log,
                                **{name: value for name, value in sizes.items() if value is not None})
     sequence_length = TASK_DEFAULTS["sequence_length"] if sequence_length is None else int(sequence_length)
+    if architecture == "gpt":  # GPT-1's one rate: the BERT rates below were measured on BERT only
+        learning_rate = GPT_LEARNING_RATE if learning_rate is None else float(learning_rate)
+    else:
+        learning_rate = LEARNING_RATE if learning_rate is None else float(learning_rate)
+        head_learning_rate = HEAD_LEARNING_RATE if head_learning_rate is None else head_learning_rate
+        crf_learning_rate = CRF_LEARNING_RATE if crf_learning_rate is None else crf_learning_rate
     epochs = TASK_DEFAULTS["epochs"] if epochs is None else int(epochs)
-    batch_size = TASK_DEFAULTS["batch_size"] if batch_size is None else int(batch_size)
+    if batch_size is None:
+        batch_size = TAG_BATCH_SIZE if task == "tag" else TASK_DEFAULTS["batch_size"]
+    batch_size = int(batch_size)
     if crf and task != "tag":
         raise ValueError(f"--crf applies to --task tag only, not {task!r}")
     if any(value is not None for value in (doc_stride, max_query_length, max_answer_length)):
         raise ValueError(f"--doc-stride and --max-answer-length apply to --task qa only, not {task!r}")
     if sequence_length < 4:
         raise ValueError(f"sequence_length must be at least 4 ([CLS], [SEP] and text), got {sequence_length}")
+    check_schedule(schedule)
     distribution = get_strategy(strategy, logical_cpus)  # first: it must run before TF sets up its devices
     keras.utils.set_random_seed(seed)
+    static_shapes = resolve_static_shapes(static_shapes, jit_compile)
 
     train, dev, options = read_task_data(task, train_path, dev_path, format, column)
     if max_train_examples is not None:
         train = train[:max_train_examples]
-    options.update(task=task, sequence_length=int(sequence_length), architecture=architecture, precision=precision)
+    options.update(task=task, sequence_length=int(sequence_length), architecture=architecture, precision=precision,
+                   static_shapes=bool(static_shapes))
     if architecture == "gpt":
         options.update(lm_loss_weight=0.5 if lm_loss_weight is None else float(lm_loss_weight))
     if task == "tag":
@@ -178,7 +239,11 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
     with distribution.scope():
         encoder, tokenizer = load_init_encoder(init_dir, sequence_length)
         model = build_task_model(task, encoder, options)
-        _compile(model, task, options, learning_rate, max(1, steps_per_epoch * epochs), jit_compile)
+        optimizer = fine_tuning_optimizer(
+            model, encoder, learning_rate, steps_per_epoch * epochs, head_learning_rate=head_learning_rate,
+            crf_learning_rate=crf_learning_rate if crf else None, schedule=schedule, warmup_fraction=warmup,
+            decay=decay if discriminative else 1.0)
+        _compile(model, task, options, optimizer, jit_compile)
 
     train_data = task_dataset(task, train, tokenizer, model, options, batch_size, shuffle=True, seed=seed)
     dev_data = task_dataset(task, dev, tokenizer, model, options, batch_size)
@@ -186,20 +251,34 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
     log(f"Truncation to {sequence_length} pieces cuts {count_truncated(train_data)} training and "
         f"{count_truncated(dev_data)} dev {unit} (scored as {'predicted O' if task == 'tag' else 'truncated'})")
 
+    callbacks, keep = [], None
+    if gradual_unfreezing:
+        callbacks.append(GradualUnfreezing(layer_groups(model, encoder)))
+    if keep_best:
+        keep = KeepBest(os.path.join(out_dir, CHECKPOINT_DIR),
+                        "val_entity_f1" if options.get("scheme") in SCHEME_CONSTRAINTS and task == "tag"
+                        else "val_accuracy")
+        callbacks.append(keep)
     with warnings.catch_warnings():
         # The tagger does not use the encoder's [CLS] pooler, which therefore gets no gradient.
         warnings.filterwarnings("ignore", message=r"Gradients do not exist for variables \['pooler")
         history, seconds = fit_resumable(model, without_info(train_data), without_info(dev_data), epochs,
-                                         out_dir, verbose, log)
+                                         out_dir, verbose, log, callbacks=callbacks)
     epochs_run = len(history.history.get("loss", []))
+    if keep is not None and keep.best_epoch is not None:
+        log(f"Kept epoch {keep.best_epoch} of {epochs} ({keep.monitor} {keep.best_score:.4f})")
 
     scores = score_examples(model, tokenizer, options, dev, batch_size)
     losses = read_history_csv(os.path.join(out_dir, "history.csv")).get("loss")
     if losses:
         scores["train_loss"] = losses[-1][1]
     scores["train_examples_per_second"] = len(train) * epochs_run / max(seconds, 1e-9)
+    scores["best_epoch"] = keep.best_epoch if keep is not None and keep.best_epoch else epochs
     record_run(options, train_path=train_path, dev_path=dev_path, init_dir=init_dir, tokenizer=tokenizer,
-               encoder=encoder, scores=scores, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
+               encoder=encoder, scores=scores, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+               head_learning_rate=head_learning_rate, crf_learning_rate=crf_learning_rate if crf else None,
+               warmup=warmup, schedule=schedule, decay=decay if discriminative else None,
+               gradual_unfreezing=bool(gradual_unfreezing), keep_best=bool(keep_best))
     save_task_model(out_dir, model, encoder, tokenizer, options)
     log(f"Saved the fine-tuned {task} model to {out_dir}")
     return scores

@@ -39,12 +39,12 @@ from tfpretrain.models.bert.question_answering_preprocessor import (
     build_squad_features,
     squad_dataset,
 )
+from tfpretrain.models.fine_tuning import fine_tuning_optimizer
 from tfpretrain.models.task_model import input_dtypes, load_init_encoder, record_run, save_task_model
 from tfpretrain.text.squad import SquadQuestion, read_squad
 from tfpretrain.training.callbacks import fit_resumable, read_history_csv
 from tfpretrain.training.distribute import get_strategy
 from tfpretrain.training.precision import check_jit_compile, uses_precision
-from tfpretrain.training.schedules import bert_optimizer
 
 
 def _read_questions(path):
@@ -96,7 +96,7 @@ def run(init_dir, train_path, dev_path, out_dir, *, sequence_length=384, doc_str
 
     with distribution.scope():
         encoder, tokenizer = load_init_encoder(init_dir, sequence_length)
-        model = build_question_answerer(encoder, sequence_length)
+        model = build_question_answerer(encoder)  # any window length: training batches are cut to their longest
     preprocessor = QuestionAnsweringPreprocessor(tokenizer, sequence_length, doc_stride, max_query_length)
     features = build_squad_features(train, preprocessor)
     answerable = int(np.sum(features.start_positions > 0))
@@ -105,7 +105,9 @@ def run(init_dir, train_path, dev_path, out_dir, *, sequence_length=384, doc_str
         f"cut to {max_query_length} pieces; strategy {strategy} ({distribution.num_replicas_in_sync} replica(s))")
     total_steps = max(1, math.ceil(len(features) / batch_size) * epochs)
     with distribution.scope():
-        model.compile(optimizer=bert_optimizer(learning_rate, total_steps), **span_losses(),
+        # One rate for the encoder and the span layer: the head's own rate is measured for classify and tag only.
+        optimizer = fine_tuning_optimizer(model, encoder, learning_rate, total_steps, head_learning_rate=None)
+        model.compile(optimizer=optimizer, **span_losses(),
                       jit_compile=check_jit_compile(jit_compile))
 
     dtypes = input_dtypes(model)

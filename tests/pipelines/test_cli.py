@@ -42,11 +42,13 @@ def test_help_does_not_import_tensorflow():
 def test_cli_choices_are_the_library_s():
     """Choices the CLI cannot import without TensorFlow equal the library's constants."""
     from tfpretrain.models.bert.embedder import LAYER_COMBINATIONS
+    from tfpretrain.models.fine_tuning import SCHEDULES
     from tfpretrain.models.gpt.generation import SAMPLERS
     from tfpretrain.models.model_dir import TASKS
     from tfpretrain.pipelines import cli
 
     assert cli.SAMPLERS == SAMPLERS
+    assert cli.FINE_TUNING_SCHEDULES == SCHEDULES
     assert set(cli.LAYER_COMBINATIONS) == set(LAYER_COMBINATIONS) - {"scalar_mix"}  # a learned mix needs training
     assert cli.TASKS is TASKS
 

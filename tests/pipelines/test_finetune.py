@@ -176,8 +176,10 @@ def _synthetic_tags(path, num_sentences, seed):
 def test_bert_crf_learns_to_tag(bert_dir, tmp_path):
     train = _synthetic_tags(tmp_path / "train.iob2", 240, seed=1)
     dev = _synthetic_tags(tmp_path / "dev.iob2", 100, seed=2)
+    # The encoder is random, so the head and the CRF do the learning: give them a high rate of their own.
     scores = run("tag", bert_dir, train, dev, tmp_path / "out", crf=True, sequence_length=32,
-                 **{**FAST, "epochs": 3, "batch_size": 16}, log=lambda *_: None)
+                 **{**FAST, "epochs": 3, "batch_size": 16}, head_learning_rate=1e-2, crf_learning_rate=1e-2,
+                 log=lambda *_: None)
     assert scores["num_words_truncated"] == 0
     assert scores["f1"] > 0.3 and scores["precision"] > 0.5, scores  # predicting all "O" scores 0
 
@@ -253,6 +255,47 @@ def test_resume_after_interruption(bert_dir, data, tmp_path, monkeypatch):
     assert math.isfinite(scores["train_loss"]) and (out / "task.json").exists()
     _, _, options_read = load_task_model(out)
     assert options_read["epochs"] == 2 and options_read["dev_scores"] == scores
+
+
+def test_ulmfit_recipe_resumes_exactly_and_saves_the_best_epoch(bert_dir, data, tmp_path, monkeypatch):
+    """--discriminative --schedule slanted --gradual-unfreezing, killed after epoch 1 and resumed, ends as an
+    uninterrupted run; the saved model is the epoch with the best dev accuracy in history.csv."""
+    from tfpretrain.training import callbacks
+
+    args = ("classify", bert_dir, data["sst2_train"], data["sst2_dev"])
+    options = {**FAST, "epochs": 3, "sequence_length": 24, "max_train_examples": 96, "learning_rate": 1e-4,
+               "head_learning_rate": 3e-3, "discriminative": True, "schedule": "slanted", "gradual_unfreezing": True,
+               "log": lambda *_: None}
+    whole = run(*args, tmp_path / "whole", **options)
+
+    original = callbacks.ResumableBackup.on_epoch_end
+
+    def interrupt(self, epoch, logs=None):
+        original(self, epoch, logs)
+        raise KeyboardInterrupt("killed after the first epoch")
+
+    monkeypatch.setattr(callbacks.ResumableBackup, "on_epoch_end", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run(*args, tmp_path / "resumed", **options)
+    monkeypatch.setattr(callbacks.ResumableBackup, "on_epoch_end", original)
+    resumed = run(*args, tmp_path / "resumed", **options)
+
+    for key in ("accuracy", "macro_f1", "best_epoch", "train_loss"):
+        assert resumed[key] == whole[key], key
+    with np.load(tmp_path / "whole" / "head.weights.npz") as a, np.load(tmp_path / "resumed" / "head.weights.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for name in a.files:
+            np.testing.assert_array_equal(a[name], b[name])
+    history = (tmp_path / "whole" / "history.csv").read_text().splitlines()
+    column = history[0].split(",").index("val_accuracy")
+    dev_accuracy = [float(line.split(",")[column]) for line in history[1:]]
+    assert whole["best_epoch"] == 1 + int(np.argmax(dev_accuracy))
+    assert whole["accuracy"] == pytest.approx(max(dev_accuracy), abs=1e-6)
+    task = json.loads((tmp_path / "whole" / "task.json").read_text())
+    assert (task["schedule"], task["decay"], task["gradual_unfreezing"], task["keep_best"]) == ("slanted", 2.6, True,
+                                                                                               True)
+    with pytest.raises(ValueError, match="--discriminative: not for --task qa"):
+        run("qa", bert_dir, data["sst2_train"], data["sst2_dev"], tmp_path / "qa", discriminative=True)
 
 
 MIRRORED_SCRIPT = """

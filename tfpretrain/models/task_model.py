@@ -66,11 +66,13 @@ def build_task_model(task, encoder, options):
             ``tags`` (and optionally ``crf``, ``constraint``) for tag,
             ``lm_loss_weight`` for GPT.
 
+    BERT's models take inputs of any length (fine-tuning cuts each batch to
+    its longest example, `tfpretrain.models.bert.preprocessor.cut_padding`).
+
     Returns:
         A Keras model: `build_sequence_classifier`, `build_token_tagger`,
         `build_question_answerer` or a built `GptTransferModel`.
     """
-    sequence_length = options["sequence_length"]
     if options.get("architecture") == "gpt":
         from tfpretrain.models.gpt.transfer import GptTransferModel
 
@@ -81,16 +83,15 @@ def build_task_model(task, encoder, options):
     if task in TEXT_TASKS:
         from tfpretrain.models.bert.classifier import build_sequence_classifier
 
-        return build_sequence_classifier(encoder, len(options["labels"]), sequence_length=sequence_length,
-                                         name=f"{task}_model")
+        return build_sequence_classifier(encoder, len(options["labels"]), name=f"{task}_model")
     if task == "qa":
         from tfpretrain.models.bert.question_answering import build_question_answerer
 
-        return build_question_answerer(encoder, sequence_length)
+        return build_question_answerer(encoder)
     from tfpretrain.models.bert.token_tagger import build_token_tagger
 
     return build_token_tagger(encoder, options["tags"], crf=options.get("crf", False),
-                              constraint=options.get("constraint"), sequence_length=sequence_length)
+                              constraint=options.get("constraint"))
 
 
 def _head_layers(model, encoder):
@@ -223,7 +224,13 @@ def task_dataset(task, examples, tokenizer, model, options, batch_size, shuffle=
         tokenizer: the model's `WordPieceTokenizer`.
         model: the task model (for its input dtypes).
         options: its task.json (``sequence_length``, ``labels`` or ``tags``, ``architecture``).
-        batch_size, shuffle, seed: batching and per-epoch shuffling.
+        batch_size, shuffle, seed: batching and per-epoch shuffling (training
+            batches hold examples of similar length).
+
+    BERT's batches are cut to their longest example (GPT's stay
+    ``sequence_length`` long: its transfer head reads the whole sequence), or with
+    ``options["static_shapes"]`` padded to a few fixed lengths
+    (`tfpretrain.models.bert.preprocessor.cut_padding`).
 
     Returns:
         A `tf.data.Dataset` of ``(x, y, info)``: ``y`` label ids (tag ids
@@ -233,7 +240,8 @@ def task_dataset(task, examples, tokenizer, model, options, batch_size, shuffle=
     from tfpretrain.models.bert.preprocessor import text_dataset, word_dataset
 
     common = dict(tokenizer=tokenizer, sequence_length=options["sequence_length"], batch_size=batch_size,
-                  input_dtypes=input_dtypes(model), shuffle=shuffle, seed=seed)
+                  input_dtypes=input_dtypes(model), shuffle=shuffle, seed=seed,
+                  static_shapes=bool(options.get("static_shapes", False)))
     if task == "tag":
         return word_dataset(examples, tags=options["tags"], **common)
     if options.get("architecture") == "gpt":
@@ -242,7 +250,7 @@ def task_dataset(task, examples, tokenizer, model, options, batch_size, shuffle=
         def encode(tokenizer, texts, sequence_length):
             return encode_gpt_inputs(tokenizer, task, texts, sequence_length)
 
-        return text_dataset(examples, labels=options["labels"], encode=encode, **common)
+        return text_dataset(examples, labels=options["labels"], encode=encode, full_length=True, **common)
     return text_dataset(examples, labels=options["labels"], **common)
 
 
@@ -261,14 +269,33 @@ def count_truncated(data):
 # Predicting and scoring
 
 
+def _concatenate(arrays, padding=0):
+    """Batches of (batch, width, ...) arrays whose widths differ, zero-padded to the widest and concatenated."""
+    width = max(array.shape[1] for array in arrays) if arrays[0].ndim > 1 else None
+    if width is not None:
+        arrays = [np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2), constant_values=padding)
+                  for a in arrays]
+    return np.concatenate(arrays)
+
+
 def _predict(model, data):
-    """Model outputs over an (x, y, info) dataset, plus the concatenated y and info."""
-    outputs = model.predict(data.map(lambda x, y, info: x), verbose=0)
-    gold, info = [], []
-    for _, y, extra in data:
+    """Model outputs over an (x, y, info) dataset, plus the concatenated y and info.
+
+    Batches are as wide as their longest example, so per-word outputs and
+    gold are padded to the widest batch (gold with -1) before they are joined.
+    """
+    outputs, gold, info = [], [], []
+    for x, y, extra in data:
+        outputs.append(model.predict_on_batch(x))
         gold.append(y.numpy())
         info.append(extra.numpy())
-    return outputs, np.concatenate(gold), np.concatenate(info)
+    if not outputs:
+        raise ValueError("no examples to predict")
+    if isinstance(outputs[0], dict):
+        outputs = {name: _concatenate([np.asarray(o[name]) for o in outputs]) for name in outputs[0]}
+    else:
+        outputs = _concatenate([np.asarray(o) for o in outputs])
+    return outputs, _concatenate(gold, padding=-1), np.concatenate(info)
 
 
 def predict_texts(model, tokenizer, options, examples, batch_size=32):

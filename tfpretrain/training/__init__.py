@@ -10,10 +10,11 @@ import importlib
 _EXPORTS = {
     "Perplexity": "perplexity",
     "TrainingCurves": "callbacks", "fit_resumable": "callbacks", "plot_history_csv": "callbacks",
-    "training_callbacks": "callbacks",
+    "training_callbacks": "callbacks", "KeepBest": "callbacks",
     "EntityF1": "metrics", "TokenAccuracy": "metrics", "entity_report": "metrics",
     "LinearWarmupDecay": "schedules", "SlantedTriangularLR": "schedules",
     "DiscriminativeOptimizer": "discriminative", "discriminative_optimizer": "discriminative",
+    "multi_rate_optimizer": "discriminative",
     "GradualUnfreezing": "unfreezing",
 }
 __all__ = sorted(_EXPORTS)

@@ -61,9 +61,9 @@ NUMERIC_ARGUMENTS = {
                      "max_train_examples", "doc_stride", "max_query_length", "max_answer_length", "logical_cpus",
                      "max_new_tokens", "k", "head_hidden_dim"), POSITIVE_INT),
     **dict.fromkeys(("seed", "min_count", "version"), NON_NEGATIVE_INT),
-    **dict.fromkeys(("learning_rate", "general_learning_rate", "domain_learning_rate", "decay", "temperature"),
-                    POSITIVE_FLOAT),
-    **dict.fromkeys(("lm_loss_weight", "dropout_scale"), NON_NEGATIVE_FLOAT),
+    **dict.fromkeys(("learning_rate", "general_learning_rate", "domain_learning_rate", "head_learning_rate",
+                     "crf_learning_rate", "decay", "temperature"), POSITIVE_FLOAT),
+    **dict.fromkeys(("lm_loss_weight", "dropout_scale", "warmup"), NON_NEGATIVE_FLOAT),
     "p": PROBABILITY,
 }
 

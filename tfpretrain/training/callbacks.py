@@ -205,23 +205,92 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
                 os.remove(os.path.join(self.backup_dir, name))
 
 
-def training_callbacks(out_dir, verbose=True):
-    """TensorBoard, CSV history, the curves PNG and checkpoint-and-resume under ``out_dir``.
+def training_callbacks(out_dir, verbose=True, callbacks=()):
+    """TensorBoard, CSV history, the curves PNG, ``callbacks`` and checkpoint-and-resume under ``out_dir``.
 
     `ResumableBackup` saves at every epoch end; a run killed midway and started
     again with the same command resumes from the last completed epoch. It runs
     last, after the epoch's ``history.csv`` row is written: a run killed between
     the two then redoes the epoch and writes the row again (`read_history_csv`
     keeps the last row of an epoch), where the other order could lose the row
-    of an epoch the checkpoint holds.
+    of an epoch the checkpoint holds. ``callbacks`` (e.g. `KeepBest`,
+    `tfpretrain.training.GradualUnfreezing`) also run before it, for the
+    same reason.
     """
     csv_path = os.path.join(out_dir, HISTORY_FILE)
     return [
         keras.callbacks.TensorBoard(os.path.join(out_dir, "logs")),
         keras.callbacks.CSVLogger(csv_path, append=True),
         TrainingCurves(csv_path, os.path.join(out_dir, "training_curves.png")),
+        *callbacks,
         ResumableBackup(os.path.join(out_dir, CHECKPOINT_DIR)),
     ]
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the best ``monitor`` score and puts them back when training ends.
+
+    A user expects a fine-tune to save its best model, not its last. After
+    each epoch that improves on the best ``monitor`` (a ``logs`` key such as
+    ``val_accuracy`` or ``val_entity_f1``; ties keep the earlier epoch), the
+    weights go to ``best.weights.h5`` and then the epoch and score to
+    ``best.json`` in ``directory`` (the run's checkpoint folder, so an
+    interrupted run resumes knowing its best epoch; run it before
+    `ResumableBackup`, as `training_callbacks` does). When training ends the
+    best weights are loaded unless the last epoch was the best.
+    ``best_epoch`` and ``best_score`` say which (epochs counted from 1).
+
+    Args:
+        directory: str. Where the best weights are kept.
+        monitor: str. The ``logs`` key to maximise.
+
+    Example:
+
+    >>> keep = KeepBest("runs/sst2/checkpoint", "val_accuracy")
+    >>> fit_resumable(model, train, dev, 3, "runs/sst2", callbacks=[keep])  # doctest: +SKIP
+    >>> keep.best_epoch, keep.best_score  # doctest: +SKIP
+    (2, 0.871)
+    """
+
+    WEIGHTS, STATE = "best.weights.h5", "best.json"
+
+    def __init__(self, directory, monitor):
+        super().__init__()
+        self.directory = os.fspath(directory)
+        self.monitor = monitor
+        self.best_epoch = None
+        self.best_score = None
+        self._last_epoch = None
+
+    def on_train_begin(self, logs=None):
+        try:
+            with open(os.path.join(self.directory, self.STATE), encoding="utf-8") as f:
+                state = json.load(f)
+            self.best_epoch, self.best_score = int(state["epoch"]), float(state["score"])
+        except (OSError, ValueError, KeyError, TypeError):
+            self.best_epoch = self.best_score = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._last_epoch = epoch + 1
+        score = (logs or {}).get(self.monitor)
+        if score is None:
+            raise ValueError(f"KeepBest monitors {self.monitor!r}, which the epoch's logs lack "
+                             f"({', '.join(sorted(logs or {}))}); pass validation data with that metric")
+        score = float(score)
+        if self.best_score is not None and not score > self.best_score:
+            return
+        os.makedirs(self.directory, exist_ok=True)
+        partial = os.path.join(self.directory, "best.partial.weights.h5")
+        self.model.save_weights(partial)
+        os.replace(partial, os.path.join(self.directory, self.WEIGHTS))
+        with open(os.path.join(self.directory, self.STATE + ".partial"), "w", encoding="utf-8") as f:
+            json.dump({"epoch": epoch + 1, "score": score, "monitor": self.monitor}, f)
+        os.replace(os.path.join(self.directory, self.STATE + ".partial"), os.path.join(self.directory, self.STATE))
+        self.best_epoch, self.best_score = epoch + 1, score
+
+    def on_train_end(self, logs=None):
+        if self.best_epoch is not None and self.best_epoch != self._last_epoch:
+            self.model.load_weights(os.path.join(self.directory, self.WEIGHTS))
 
 
 def build_optimizer(model):
@@ -315,12 +384,15 @@ def fit_resumable(model, train, validation, epochs, out_dir, verbose=1, log=prin
     history holds each epoch once.
 
     ``steps_per_epoch`` is needed when ``train`` repeats forever (a streamed corpus).
-    ``callbacks`` run after the standard ones (e.g. `GradualUnfreezing`).
+    ``callbacks`` (e.g. `KeepBest`, `GradualUnfreezing`) run after the logs
+    and before the checkpoint (`training_callbacks`).
     ``model`` must be built and compiled; ``train``'s shuffling must be
     seeded (the pipelines pass ``seed``).
 
-    Returns ``(history, seconds)``, the wall-clock time of ``fit`` (validation
-    included), for the epochs this call ran.
+    Returns ``(history, seconds)``: the wall-clock time of the training
+    steps of the epochs this call ran (validation and the end-of-epoch
+    callbacks left out, so that examples per second compare with a plain
+    training loop).
 
     Example:
 
@@ -337,12 +409,34 @@ def fit_resumable(model, train, validation, epochs, out_dir, verbose=1, log=prin
         train = data_at_epoch(train, epoch, steps_per_epoch)
     elif os.path.exists(os.path.join(out_dir, HISTORY_FILE)):
         os.remove(os.path.join(out_dir, HISTORY_FILE))
-    started = time.perf_counter()
+    clock = _TrainingClock()
     with warnings.catch_warnings():
         # A streamed corpus has no known length: Keras learns it in the first epoch and warns.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         history = model.fit(train, validation_data=validation, epochs=epochs, verbose=verbose,
                             steps_per_epoch=steps_per_epoch,
                             shuffle=False,  # the tf.data pipelines shuffle themselves
-                            callbacks=training_callbacks(out_dir) + list(callbacks))
-    return history, time.perf_counter() - started
+                            callbacks=[clock] + training_callbacks(out_dir, callbacks=callbacks))
+    return history, clock.seconds
+
+
+class _TrainingClock(keras.callbacks.Callback):
+    """Seconds spent in training steps: from each epoch's start to its validation (or its end)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds, self._started = 0.0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def _stop(self):
+        if self._started is not None:
+            self.seconds += time.perf_counter() - self._started
+            self._started = None
+
+    def on_test_begin(self, logs=None):
+        self._stop()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._stop()

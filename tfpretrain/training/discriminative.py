@@ -112,6 +112,7 @@ class DiscriminativeOptimizer(keras.optimizers.MultiOptimizer):
             self.build(trainable_variables)
             self.built = True
         grouped = [[] for _ in self.optimizers]
+        grads = [_summed_rows(grad) for grad in grads]
         for grad, variable in zip(grads, trainable_variables):
             index = self._var_to_optimizer_idx.get(self._var_key(variable))
             if index is None:
@@ -152,6 +153,23 @@ class DiscriminativeOptimizer(keras.optimizers.MultiOptimizer):
                 optimizer_map[default_key], {key: optimizer_map[key] for key in optimizer_map})
         config["optimizer_map"] = optimizer_map
         return cls(**config)
+
+
+def _summed_rows(grad):
+    """An embedding's sparse gradient with each row once (the sum of its repeats), as a dense gradient has it.
+
+    Keras' optimizers scatter sparse gradients row by row, so a token seen
+    ``k`` times in a batch would enter Adam's second moment as ``k`` squared
+    parts rather than one squared sum, and move by up to ``sqrt(k)`` times
+    the learning rate.
+    """
+    import tensorflow as tf
+
+    if not isinstance(grad, tf.IndexedSlices):
+        return grad
+    rows, position = tf.unique(grad.indices)
+    values = tf.math.unsorted_segment_sum(grad.values, position, tf.shape(rows)[0])
+    return tf.IndexedSlices(values, rows, grad.dense_shape)
 
 
 def group_variable_pattern(layers):
@@ -209,8 +227,41 @@ def discriminative_optimizer(optimizer_factory, layer_groups, learning_rate, dec
         raise ValueError(f"decay must be at least 1 (lower groups learn more slowly; the paper uses 2.6), "
                          f"got {decay}")
     groups = [list(group) for group in layer_groups]
+    return multi_rate_optimizer(optimizer_factory, groups, [1.0 / decay**depth for depth in
+                                                           reversed(range(len(groups)))], learning_rate)
+
+
+def multi_rate_optimizer(optimizer_factory, layer_groups, factors, learning_rate):
+    """An optimizer that trains each group of layers at ``learning_rate`` times its own factor.
+
+    The general form of `discriminative_optimizer`: one inner optimizer per
+    group, all run by one schedule (`DiscriminativeOptimizer`). Fine-tuning
+    a pretrained encoder uses it to give the task head (and a CRF) rates
+    10-100x the encoder's (`tfpretrain.models.fine_tuning.fine_tuning_optimizer`).
+    Variables outside every group train with the optimizer of the last
+    factor-1 group (or the last group). Frozen layers are skipped.
+
+    Args:
+        optimizer_factory: callable ``float -> keras.optimizers.Optimizer``,
+            called once per group.
+        layer_groups: list of lists of built layers (weightless layers are ignored).
+        factors: one positive float per group.
+        learning_rate: float or `LearningRateSchedule`: the rate of a factor-1 group.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(1)])
+    >>> optimizer = multi_rate_optimizer(keras.optimizers.SGD, [[model.layers[0]], [model.layers[1]]], [1.0, 20.0], 0.01)
+    >>> [round(rate, 4) for rate in optimizer.group_learning_rates()]  # top group first
+    [0.2, 0.01]
+    """
+    groups = [list(group) for group in layer_groups]
+    factors = [float(factor) for factor in factors]
     if not groups:
         raise ValueError("layer_groups is empty; pass a list of lists of layers, bottom group first")
+    if len(factors) != len(groups) or any(factor <= 0 for factor in factors):
+        raise ValueError(f"need one positive factor per layer group; got {len(factors)} factors {factors} "
+                         f"for {len(groups)} groups")
     unbuilt = [layer.name for group in groups for layer in group if not layer.built]
     if unbuilt:
         raise ValueError(f"layers {unbuilt} are not built yet, so their variables are unknown; call the "
@@ -219,24 +270,27 @@ def discriminative_optimizer(optimizer_factory, layer_groups, learning_rate, dec
     if isinstance(initial, keras.optimizers.schedules.LearningRateSchedule):
         initial = float(ops.convert_to_numpy(initial(0)))
     seen = {}
-    optimizer_map = None
-    multipliers = {}
-    for depth, group in enumerate(reversed(groups)):  # depth 0 = the top group
-        factor = 1.0 / decay**depth
-        optimizer = optimizer_factory(float(initial) * factor)
-        if optimizer_map is None:
-            optimizer_map = keras.optimizers.OptimizerMap(optimizer)
+    patterns = []
+    for index, group in enumerate(groups):
         for layer in group:
             for variable in layer.weights:
-                if variable.path in seen and seen[variable.path] != depth:
+                if variable.path in seen and seen[variable.path] != index:
                     raise ValueError(f"variable {variable.path!r} is in two layer groups; each layer "
                                      "belongs to one group")
-                seen[variable.path] = depth
-        pattern = group_variable_pattern(group)
-        if pattern:  # a group of weightless layers (dropout only) needs no optimizer
-            optimizer_map[pattern] = optimizer
-            multipliers[pattern] = factor
+                seen[variable.path] = index
+        patterns.append(group_variable_pattern(group))
+    weighted = [i for i, pattern in enumerate(patterns) if pattern]  # a weightless group needs no optimizer
+    if not weighted:
+        raise ValueError("no layer group has weights to train")
+    default = max((i for i in weighted if factors[i] == 1.0), default=weighted[-1])
+    optimizers = {i: optimizer_factory(float(initial) * factors[i]) for i in weighted}
+    optimizer_map = keras.optimizers.OptimizerMap(optimizers[default])
+    multipliers = {}
+    for i in reversed(weighted):  # top group first, as `group_learning_rates` lists them
+        optimizer_map[patterns[i]] = optimizers[i]
+        multipliers[patterns[i]] = factors[i]
     return DiscriminativeOptimizer(optimizer_map, learning_rate, multipliers)
 
 
-__all__ = ["DEFAULT_DECAY", "DiscriminativeOptimizer", "discriminative_optimizer", "group_variable_pattern"]
+__all__ = ["DEFAULT_DECAY", "DiscriminativeOptimizer", "discriminative_optimizer", "group_variable_pattern",
+           "multi_rate_optimizer"]

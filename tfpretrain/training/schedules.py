@@ -41,14 +41,20 @@ class LinearWarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
 
 
-def bert_optimizer(learning_rate, total_steps, warmup_fraction=0.1, weight_decay=0.01, clipnorm=1.0):
-    """AdamW with `LinearWarmupDecay`, no decay on biases and layer norms, as BERT fine-tuning uses."""
-    optimizer = keras.optimizers.AdamW(
-        LinearWarmupDecay(learning_rate, total_steps, int(warmup_fraction * total_steps)),
-        weight_decay=weight_decay, epsilon=1e-6, clipnorm=clipnorm,
-    )
+def bert_adamw(learning_rate, weight_decay=0.01, clipnorm=1.0):
+    """BERT's AdamW (epsilon 1e-6, each gradient clipped to norm ``clipnorm``), no decay on biases and layer norms.
+
+    ``learning_rate``: a float or a `LearningRateSchedule`.
+    """
+    optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, epsilon=1e-6, clipnorm=clipnorm)
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "layer_norm", "LayerNorm"])
     return optimizer
+
+
+def bert_optimizer(learning_rate, total_steps, warmup_fraction=0.1, weight_decay=0.01, clipnorm=1.0):
+    """`bert_adamw` with `LinearWarmupDecay`, as BERT pretraining and fine-tuning use (one rate for all weights)."""
+    return bert_adamw(LinearWarmupDecay(learning_rate, total_steps, int(warmup_fraction * total_steps)),
+                      weight_decay=weight_decay, clipnorm=clipnorm)
 
 
 @keras.saving.register_keras_serializable(package="tfpretrain")

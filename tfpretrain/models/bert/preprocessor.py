@@ -23,8 +23,13 @@ Example:
 
 import tensorflow as tf
 
+from tfpretrain.text.buckets import DEFAULT_BUCKET_BOUNDARIES, bucket_lengths
 from tfpretrain.text.packing import pack_segments, pack_words
 from tfpretrain.text.vocabulary import PADDING_TOKEN
+
+PIECE_INPUTS = ("token_ids", "segment_ids", "padding_mask")  # (batch, pieces): cut to the batch's longest
+WORD_INPUTS = ("word_positions", "word_mask")  # (batch, words): cut to the most words of a sentence
+SORTING_CHUNK = 50  # training batches sorted by length together (see _batches)
 
 
 def encode_texts(tokenizer, texts, sequence_length):
@@ -106,20 +111,107 @@ def _cast(packed, input_dtypes):
     return {name: tf.cast(packed[name], input_dtypes.get(name, packed[name].dtype)) for name in input_dtypes}
 
 
+def padded_length(padding_mask, sequence_length, static_shapes=False):
+    """The length a batch is cut to: its longest sequence, or with ``static_shapes`` the shortest bucket length that holds it.
+
+    Args:
+        padding_mask: (..., sequence_length) int or bool, 1 at real pieces.
+        sequence_length: int. The length the batch was packed to (the longest allowed).
+        static_shapes: bool. Round up to `tfpretrain.text.buckets.bucket_lengths`
+            (``DEFAULT_BUCKET_BOUNDARIES`` below ``sequence_length``, then
+            ``sequence_length``), so that XLA sees a few shapes only.
+
+    Example:
+
+    >>> padded_length(tf.constant([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0]]), 5).numpy()
+    3
+    """
+    longest = tf.reduce_max(tf.reduce_sum(tf.cast(padding_mask, tf.int32), axis=-1))
+    if not static_shapes:
+        return longest
+    lengths = tf.constant(bucket_lengths(DEFAULT_BUCKET_BOUNDARIES, sequence_length), tf.int32)
+    return tf.gather(lengths, tf.searchsorted(lengths, longest[None], side="left"))[0]
+
+
+def cut_padding(packed, sequence_length, static_shapes=False, gold=None):
+    """Drops the padding columns that no example of the batch uses (see `padded_length`).
+
+    Every piece-level input (``token_ids``, ``segment_ids``, ``padding_mask``,
+    last axis) is cut to the batch's padded length; word-level inputs
+    (``word_positions``, ``word_mask``) and ``gold`` (batch, words) to the
+    most words of a sentence (with ``static_shapes``: the padded length
+    minus 2, so that their shapes are fixed too). Masked attention makes the
+    encoder's outputs at real pieces the same as at full length (to float
+    rounding).
+
+    Returns:
+        ``packed`` cut, or ``(packed, gold)`` when ``gold`` is given.
+    """
+    length = padded_length(packed["padding_mask"], sequence_length, static_shapes)
+    cut = {name: value[..., :length] if name in PIECE_INPUTS else value for name, value in packed.items()}
+    if "word_mask" in packed:
+        words = length - 2 if static_shapes else tf.reduce_max(
+            tf.reduce_sum(tf.cast(packed["word_mask"], tf.int32), axis=-1))
+        for name in WORD_INPUTS:
+            cut[name] = packed[name][:, :words]
+        if gold is not None:
+            gold = gold[:, :words]
+    return cut if gold is None else (cut, gold)
+
+
+def _batches(data, encode, batch_size, shuffle, seed, sequence_length, static_shapes, full_length=False):
+    """Encoded, padding-cut batches of ``data`` (elements ``(features, labels)``), length-sorted when shuffling.
+
+    Without ``shuffle``: the input order, batch by batch. With it: each epoch
+    reshuffles the examples, encodes them ``SORTING_CHUNK`` batches at a time,
+    sorts each chunk by length, cuts it into batches of similar length and
+    shuffles those batches (within ``SORTING_CHUNK``), so that little padding
+    is left to cut (`cut_padding`) while the batches still come in random
+    order. ``encode(features, labels) -> (packed, gold, info)``.
+    ``full_length``: keep every batch at ``sequence_length``.
+    """
+    def finish(packed, gold, info):
+        if not full_length:
+            packed, gold = cut_padding(packed, sequence_length, static_shapes, gold)
+        return packed, gold, info
+
+    if not shuffle:
+        return data.ragged_batch(batch_size).map(encode, num_parallel_calls=tf.data.AUTOTUNE).map(finish).prefetch(
+            tf.data.AUTOTUNE)
+
+    def sort_and_split(packed, gold, info):
+        mask = tf.cast(packed["padding_mask"], tf.int32)  # (chunk, ..., pieces): GPT's choices have a middle axis
+        order = tf.argsort(tf.reduce_sum(tf.reshape(mask, [tf.shape(mask)[0], -1]), axis=1), stable=True)
+        chunk = tf.nest.map_structure(lambda t: tf.gather(t, order), (packed, gold, info))
+        return tf.data.Dataset.from_tensor_slices(chunk).batch(batch_size)
+
+    data = data.shuffle(data.cardinality(), seed=seed, reshuffle_each_iteration=True)
+    data = data.ragged_batch(batch_size * SORTING_CHUNK).map(encode, num_parallel_calls=tf.data.AUTOTUNE)
+    data = data.flat_map(sort_and_split).map(finish)
+    return data.shuffle(SORTING_CHUNK, seed=seed + 1, reshuffle_each_iteration=True).prefetch(tf.data.AUTOTUNE)
+
+
 def text_dataset(examples, tokenizer, sequence_length, batch_size, input_dtypes, labels=None,
-                 shuffle=False, seed=0, encode=encode_texts):
+                 shuffle=False, seed=0, encode=encode_texts, static_shapes=False, full_length=False):
     """``(x, label_id, truncated)`` batches of text examples (label_id -1 if unknown), encoded in the graph.
+
+    Each batch is as long as its longest example (`cut_padding`); training
+    batches (``shuffle``) hold examples of similar length (see `_batches`).
 
     Args:
         examples: `TextExample`s, or tuples of strings.
         tokenizer: a `tfpretrain.text.WordPieceTokenizer`.
-        sequence_length, batch_size: int.
+        sequence_length, batch_size: int. ``sequence_length`` is the most
+            pieces an example keeps (longer ones are truncated).
         input_dtypes: dict of the model's input names and dtypes (`tfpretrain.models.task_model.input_dtypes`).
         labels: the label strings, in the order of the model's outputs.
-        shuffle, seed: shuffle the examples each epoch.
+        shuffle, seed: shuffle the examples each epoch (and sort them by length in chunks).
         encode: ``(tokenizer, texts, sequence_length) -> (packed, truncated)``;
             default `encode_texts` (BERT). GPT's
             `tfpretrain.models.task_model.task_dataset` passes its transfer encoding.
+        static_shapes: bool. Pad to a fixed set of lengths (`padded_length`) for XLA / TPUs.
+        full_length: bool. Keep every batch ``sequence_length`` long (GPT's
+            transfer head reads a fixed-length sequence).
     """
     columns = list(zip(*[getattr(e, "texts", e) for e in examples]))
     index = {label: i for i, label in enumerate(labels or [])}
@@ -127,23 +219,21 @@ def text_dataset(examples, tokenizer, sequence_length, batch_size, input_dtypes,
     data = tf.data.Dataset.from_tensor_slices(
         (tuple(tf.constant(list(c), tf.string) for c in columns), tf.constant(label_ids, tf.int32))
     )
-    if shuffle:
-        data = data.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
 
     def encode_batch(texts, label_ids):
         packed, truncated = encode(tokenizer, texts, sequence_length)
         return _cast(packed, input_dtypes), label_ids, truncated
 
-    return data.batch(batch_size).map(encode_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return _batches(data, encode_batch, batch_size, shuffle, seed, sequence_length, static_shapes, full_length)
 
 
 def word_dataset(sentences, tokenizer, sequence_length, batch_size, input_dtypes, tags=None,
-                 shuffle=False, seed=0):
+                 shuffle=False, seed=0, static_shapes=False):
     """``(x, tag_ids, num_words_truncated)`` batches for tagging; tag_ids -1 at padding, cut words, unknown tags.
 
     Args:
         sentences: `TaggedSentence`s, or lists of words.
-        tokenizer, sequence_length, batch_size, input_dtypes, shuffle, seed: as `text_dataset`.
+        tokenizer, sequence_length, batch_size, input_dtypes, shuffle, seed, static_shapes: as `text_dataset`.
         tags: the tag strings, in the order of the model's outputs.
     """
     words = [list(getattr(s, "tokens", s)) for s in sentences]
@@ -154,8 +244,6 @@ def word_dataset(sentences, tokenizer, sequence_length, batch_size, input_dtypes
         tf.RaggedTensor.from_row_lengths(tf.constant([w for ws in words for w in ws], tf.string), lengths),
         tf.RaggedTensor.from_row_lengths(tf.constant(tag_ids, tf.int32), lengths),
     ))
-    if shuffle:
-        data = data.shuffle(len(sentences), seed=seed, reshuffle_each_iteration=True)
     num_words = sequence_length - 2
 
     def encode(words, tag_ids):
@@ -164,5 +252,5 @@ def word_dataset(sentences, tokenizer, sequence_length, batch_size, input_dtypes
         gold = tf.where(packed["word_mask"], gold, -1)
         return _cast(packed, input_dtypes), gold, num_words_truncated
 
-    return data.ragged_batch(batch_size).map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-        tf.data.AUTOTUNE)
+    return _batches(data, encode, batch_size, shuffle, seed,
+                    sequence_length, static_shapes)

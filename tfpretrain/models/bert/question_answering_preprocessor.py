@@ -495,6 +495,11 @@ def squad_dataset(features, batch_size, labels=False, shuffle=False, seed=0, inp
         input_dtypes: dict or None. Casts the inputs, e.g. ``padding_mask`` to the
             integer dtype an encoder takes (``{name: t.dtype for name, t in model.input.items()}``).
 
+    With ``labels`` (training and validation) each batch is cut to its
+    longest window (`tfpretrain.models.bert.preprocessor.cut_padding`): a
+    short context's windows carry no padding. Prediction keeps the full
+    ``sequence_length``, the width `decode_answers` reads.
+
     Example:
 
     >>> model.fit(squad_dataset(features, 32, labels=True, shuffle=True), epochs=2)
@@ -506,7 +511,13 @@ def squad_dataset(features, batch_size, labels=False, shuffle=False, seed=0, inp
     dataset = tf.data.Dataset.from_tensor_slices(data)
     if shuffle:
         dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size)
+    if labels:
+        from tfpretrain.models.bert.preprocessor import cut_padding
+
+        width = int(inputs["token_ids"].shape[-1])
+        dataset = dataset.map(lambda x, y: (cut_padding(x, width), y))
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def decode_answers(features, start_logits, end_logits, max_answer_length=30, n_best_size=20, batch_size=256):
