@@ -258,12 +258,11 @@ def run(task, init_dir, train_path, dev_path, out_dir, *, format=None, column=No
         keep = KeepBest(os.path.join(out_dir, CHECKPOINT_DIR),
                         "val_entity_f1" if options.get("scheme") in SCHEME_CONSTRAINTS and task == "tag"
                         else "val_accuracy")
-        callbacks.append(keep)
     with warnings.catch_warnings():
         # The tagger does not use the encoder's [CLS] pooler, which therefore gets no gradient.
         warnings.filterwarnings("ignore", message=r"Gradients do not exist for variables \['pooler")
         history, seconds = fit_resumable(model, without_info(train_data), without_info(dev_data), epochs,
-                                         out_dir, verbose, log, callbacks=callbacks)
+                                         out_dir, verbose, log, callbacks=callbacks, keep_best=keep)
     epochs_run = len(history.history.get("loss", []))
     if keep is not None and keep.best_epoch is not None:
         log(f"Kept epoch {keep.best_epoch} of {epochs} ({keep.monitor} {keep.best_score:.4f})")

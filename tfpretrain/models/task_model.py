@@ -269,13 +269,11 @@ def count_truncated(data):
 # Predicting and scoring
 
 
-def _concatenate(arrays, padding=0):
-    """Batches of (batch, width, ...) arrays whose widths differ, zero-padded to the widest and concatenated."""
-    width = max(array.shape[1] for array in arrays) if arrays[0].ndim > 1 else None
-    if width is not None:
-        arrays = [np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2), constant_values=padding)
-                  for a in arrays]
-    return np.concatenate(arrays)
+def _dense(output, padding=0):
+    """A `model.predict` output as a NumPy array: batches of different widths come back ragged; pad them."""
+    if isinstance(output, tf.RaggedTensor):
+        output = output.to_tensor(default_value=padding)
+    return np.asarray(output)
 
 
 def _predict(model, data):
@@ -284,18 +282,16 @@ def _predict(model, data):
     Batches are as wide as their longest example, so per-word outputs and
     gold are padded to the widest batch (gold with -1) before they are joined.
     """
-    outputs, gold, info = [], [], []
-    for x, y, extra in data:
-        outputs.append(model.predict_on_batch(x))
+    outputs = model.predict(data.map(lambda x, y, info: x), verbose=0)
+    outputs = {name: _dense(value) for name, value in outputs.items()} if isinstance(outputs, dict) else _dense(outputs)
+    gold, info = [], []
+    for _, y, extra in data:
         gold.append(y.numpy())
         info.append(extra.numpy())
-    if not outputs:
-        raise ValueError("no examples to predict")
-    if isinstance(outputs[0], dict):
-        outputs = {name: _concatenate([np.asarray(o[name]) for o in outputs]) for name in outputs[0]}
-    else:
-        outputs = _concatenate([np.asarray(o) for o in outputs])
-    return outputs, _concatenate(gold, padding=-1), np.concatenate(info)
+    width = max((g.shape[1] for g in gold if g.ndim > 1), default=None)
+    if width is not None:
+        gold = [np.pad(g, [(0, 0), (0, width - g.shape[1])], constant_values=-1) for g in gold]
+    return outputs, np.concatenate(gold), np.concatenate(info)
 
 
 def predict_texts(model, tokenizer, options, examples, batch_size=32):

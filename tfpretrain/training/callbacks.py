@@ -205,24 +205,23 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
                 os.remove(os.path.join(self.backup_dir, name))
 
 
-def training_callbacks(out_dir, verbose=True, callbacks=()):
-    """TensorBoard, CSV history, the curves PNG, ``callbacks`` and checkpoint-and-resume under ``out_dir``.
+def training_callbacks(out_dir, verbose=True, before_checkpoint=()):
+    """TensorBoard, CSV history, the curves PNG, ``before_checkpoint`` and checkpoint-and-resume under ``out_dir``.
 
     `ResumableBackup` saves at every epoch end; a run killed midway and started
     again with the same command resumes from the last completed epoch. It runs
     last, after the epoch's ``history.csv`` row is written: a run killed between
     the two then redoes the epoch and writes the row again (`read_history_csv`
     keeps the last row of an epoch), where the other order could lose the row
-    of an epoch the checkpoint holds. ``callbacks`` (e.g. `KeepBest`,
-    `tfpretrain.training.GradualUnfreezing`) also run before it, for the
-    same reason.
+    of an epoch the checkpoint holds. ``before_checkpoint`` (`KeepBest`)
+    runs before it for the same reason.
     """
     csv_path = os.path.join(out_dir, HISTORY_FILE)
     return [
         keras.callbacks.TensorBoard(os.path.join(out_dir, "logs")),
         keras.callbacks.CSVLogger(csv_path, append=True),
         TrainingCurves(csv_path, os.path.join(out_dir, "training_curves.png")),
-        *callbacks,
+        *before_checkpoint,
         ResumableBackup(os.path.join(out_dir, CHECKPOINT_DIR)),
     ]
 
@@ -236,7 +235,7 @@ class KeepBest(keras.callbacks.Callback):
     weights go to ``best.weights.h5`` and then the epoch and score to
     ``best.json`` in ``directory`` (the run's checkpoint folder, so an
     interrupted run resumes knowing its best epoch; run it before
-    `ResumableBackup`, as `training_callbacks` does). When training ends the
+    `ResumableBackup`, as ``fit_resumable(keep_best=...)`` does). When training ends the
     best weights are loaded unless the last epoch was the best.
     ``best_epoch`` and ``best_score`` say which (epochs counted from 1).
 
@@ -247,7 +246,7 @@ class KeepBest(keras.callbacks.Callback):
     Example:
 
     >>> keep = KeepBest("runs/sst2/checkpoint", "val_accuracy")
-    >>> fit_resumable(model, train, dev, 3, "runs/sst2", callbacks=[keep])  # doctest: +SKIP
+    >>> fit_resumable(model, train, dev, 3, "runs/sst2", keep_best=keep)  # doctest: +SKIP
     >>> keep.best_epoch, keep.best_score  # doctest: +SKIP
     (2, 0.871)
     """
@@ -370,7 +369,7 @@ def data_at_epoch(train, epoch, steps_per_epoch=None):
 
 
 def fit_resumable(model, train, validation, epochs, out_dir, verbose=1, log=print, steps_per_epoch=None,
-                  callbacks=()):
+                  callbacks=(), keep_best=None):
     """``model.fit`` with `training_callbacks`; resumes exactly when ``out_dir`` holds a checkpoint.
 
     A run killed after an epoch's checkpoint and started again with the same
@@ -384,8 +383,8 @@ def fit_resumable(model, train, validation, epochs, out_dir, verbose=1, log=prin
     history holds each epoch once.
 
     ``steps_per_epoch`` is needed when ``train`` repeats forever (a streamed corpus).
-    ``callbacks`` (e.g. `KeepBest`, `GradualUnfreezing`) run after the logs
-    and before the checkpoint (`training_callbacks`).
+    ``callbacks`` run after the standard ones (e.g. `GradualUnfreezing`);
+    ``keep_best``, a `KeepBest`, runs before the checkpoint (`training_callbacks`).
     ``model`` must be built and compiled; ``train``'s shuffling must be
     seeded (the pipelines pass ``seed``).
 
@@ -416,7 +415,9 @@ def fit_resumable(model, train, validation, epochs, out_dir, verbose=1, log=prin
         history = model.fit(train, validation_data=validation, epochs=epochs, verbose=verbose,
                             steps_per_epoch=steps_per_epoch,
                             shuffle=False,  # the tf.data pipelines shuffle themselves
-                            callbacks=[clock] + training_callbacks(out_dir, callbacks=callbacks))
+                            callbacks=[clock] + training_callbacks(
+                                out_dir, before_checkpoint=[keep_best] if keep_best is not None else [])
+                            + list(callbacks))
     return history, clock.seconds
 
 
