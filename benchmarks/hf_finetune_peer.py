@@ -34,7 +34,7 @@ Prints the table and the targets (NER F1 with --crf >= HF + 0.01, softmax >=
 HF, SST-2 accuracy >= HF, training examples/s >= 2x HF) as pass / fail, each
 against HF's best and last epoch (ours keeps its best by default). Writes
 benchmarks/results/hf_finetune_peer.json (``--quick``: hf_finetune_peer_quick.json).
-About 20 minutes on 2 cores; ``--quick`` about 4.
+About 30 minutes on 2 cores with 3 seeds; ``--quick`` about 4.
 
     python benchmarks/hf_finetune_peer.py [--tasks ner sst2] [--our-args "--batch-size 16"] [--quick]
 """
