@@ -169,7 +169,8 @@ def test_every_training_command_takes_precision_and_xla(command):
     from tfpretrain.pipelines import cli
 
     parser = cli.build_parser()
-    bucketed = command in ("pretrain-bilm", "train-tagger", "ulmfit", "finetune")  # batches by length: --static-shapes too
+    # Commands that batch by length take --static-shapes too.
+    bucketed = command in ("pretrain-bilm", "train-tagger", "ulmfit", "finetune")
 
     def expected(precision, jit_compile, static_shapes="auto"):
         return {"precision": precision, "jit_compile": jit_compile,
