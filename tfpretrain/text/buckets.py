@@ -41,6 +41,12 @@ def bucket_lengths(bucket_boundaries, sequence_length):
     return sorted({int(b) for b in bucket_boundaries if 0 < int(b) < int(sequence_length)}) + [int(sequence_length)]
 
 
+def bucket_length(longest, bucket_boundaries, sequence_length):
+    """The shortest `bucket_lengths` entry that holds ``longest`` (a scalar tensor), as a tensor of its dtype."""
+    lengths = tf.constant(bucket_lengths(bucket_boundaries, sequence_length), longest.dtype)
+    return tf.gather(lengths, tf.searchsorted(lengths, longest[None], side="left"))[0]
+
+
 def bucket_of(lengths, bucket_boundaries):
     """The bucket index of each length (numpy or int): boundaries hold lengths up to and including themselves."""
     return np.searchsorted(sorted(int(b) for b in bucket_boundaries), lengths, side="left")
@@ -126,10 +132,9 @@ def pad_to_bucket(batch, bucket_boundaries, sequence_length, batch_size):
     For batches that keep their input order (evaluation, prediction) but
     need static shapes. Rows longer than ``sequence_length`` are cut.
     """
-    lengths = tf.constant(bucket_lengths(bucket_boundaries, sequence_length), tf.int64)
     batch = batch[:, :sequence_length]
     longest = tf.reduce_max(tf.concat([batch.row_lengths(), [0]], axis=0))
-    target = tf.gather(lengths, tf.searchsorted(lengths, longest[None], side="left"))[0]
+    target = bucket_length(longest, bucket_boundaries, sequence_length)
     dense = batch.to_tensor(shape=tf.stack([tf.cast(batch.nrows(), tf.int64), target]))
     real, (dense,) = fill_batch(batch_size, (dense,))
     return real, dense

@@ -23,7 +23,7 @@ Example:
 
 import tensorflow as tf
 
-from tfpretrain.text.buckets import DEFAULT_BUCKET_BOUNDARIES, bucket_lengths
+from tfpretrain.text.buckets import DEFAULT_BUCKET_BOUNDARIES, bucket_length
 from tfpretrain.text.packing import pack_segments, pack_words
 from tfpretrain.text.vocabulary import PADDING_TOKEN
 
@@ -129,8 +129,7 @@ def padded_length(padding_mask, sequence_length, static_shapes=False):
     longest = tf.reduce_max(tf.reduce_sum(tf.cast(padding_mask, tf.int32), axis=-1))
     if not static_shapes:
         return longest
-    lengths = tf.constant(bucket_lengths(DEFAULT_BUCKET_BOUNDARIES, sequence_length), tf.int32)
-    return tf.gather(lengths, tf.searchsorted(lengths, longest[None], side="left"))[0]
+    return bucket_length(longest, DEFAULT_BUCKET_BOUNDARIES, sequence_length)
 
 
 def cut_padding(packed, sequence_length, static_shapes=False, gold=None):
