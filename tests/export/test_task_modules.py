@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.conftest import make_bert_dir, write_head, write_sentences
+from tests.conftest import make_bert_dir, scramble_head, write_head, write_sentences
 
 pytestmark = pytest.mark.slow  # builds, exports and converts to TFLite a model of every task
 
@@ -53,16 +53,6 @@ print("served", len(jobs))
 """
 
 
-def _scramble_head(model_dir, seed, scale):
-    """Random head weights (standard deviation ``scale``), so that an untrained model's predictions vary."""
-    path = os.path.join(model_dir, "head.weights.npz")
-    with np.load(path) as stored:
-        weights = dict(stored)
-    rng = np.random.default_rng(seed)
-    np.savez(path, **{name: (scale * rng.normal(size=value.shape)).astype(value.dtype)
-                      for name, value in weights.items()})
-
-
 def _task_dir(init_dir, out, options, seed):
     """A fine-tuned directory as `finetune.run` writes one, without training: random encoder, scrambled head."""
     from tfpretrain.models.bert.question_answering import build_question_answerer
@@ -75,7 +65,7 @@ def _task_dir(init_dir, out, options, seed):
         model = build_task_model(options["task"], encoder, options)
     save_task_model(str(out), model, encoder, tokenizer, dict(options))
     # Taggers and span heads: many tags and spans; classifiers: probabilities that are not saturated.
-    _scramble_head(out, seed, scale=1.0 if options["task"] in ("tag", "qa") else 0.2)
+    scramble_head(out, seed, scale=1.0 if options["task"] in ("tag", "qa") else 0.2)
     return out
 
 
@@ -336,7 +326,9 @@ def test_tagger_equals_python_predict(served, name):
     assert len(tags_seen) > 2
     bad = calls[2][1]
     assert list(bad["lengths"][:2]) == [0, 0] and bad["lengths"][4] == 2000 and bad["num_words_truncated"][4] > 1900
-    assert calls[3][1]["words"].shape == (2, 0)  # a batch of empty texts: no words
+    empty = calls[3][1]  # a batch of empty texts: no words, one column of padding (as the CharCNN tagger's)
+    assert empty["words"].shape == (2, 1) and list(empty["lengths"]) == [0, 0]
+    assert empty["words"].tolist() == empty["tags"].tolist() == [[b""], [b""]]
     # tag_ids on packed ids: the tags of the words that fit, as the string signature gives them.
     strings = calls[1][1]
     for i, kept in enumerate(strings["lengths"] - strings["num_words_truncated"]):
@@ -469,15 +461,17 @@ def test_directories_that_cannot_be_exported(model_dirs, tmp_path):
 
 
 TFLITE_CLASSIFIERS = ("classify", "pair", "gpt_choice")
+TFLITE_WORD_MODELS = ("tag", "tag_crf", "bert")  # BERT taggers (softmax, CRF) and embeddings
 
 
 @pytest.fixture(scope="module")
 def tflite_files(model_dirs, tmp_path_factory):
-    """The TFLite-exportable classifiers as ``.tflite`` files (each converted in a subprocess)."""
+    """The TFLite-exportable models as ``.tflite`` files (each converted in a subprocess)."""
     from tfpretrain.export.tflite import export_tflite
 
     root = tmp_path_factory.mktemp("tflite")
-    return {name: export_tflite(model_dirs[name], root / f"{name}.tflite") for name in TFLITE_CLASSIFIERS}
+    return {name: export_tflite(model_dirs[name], root / f"{name}.tflite")
+            for name in TFLITE_CLASSIFIERS + TFLITE_WORD_MODELS}
 
 
 @pytest.mark.parametrize("name", TFLITE_CLASSIFIERS)
@@ -518,6 +512,46 @@ def test_tflite_classifier_equals_the_saved_model(served, tflite_files, name):
     assert compared >= 8 and differing <= 3, (compared, differing)
 
 
+@pytest.mark.parametrize("name", TFLITE_WORD_MODELS)
+def test_tflite_tagger_and_embedder_equal_the_saved_model(served, tflite_files, name):
+    """Every output of the ``.tflite`` file (XNNPACK on) equals the SavedModel's wherever the pieces agree.
+
+    The SavedModel ran at batch sizes 1 and 7 (rows padded to the longest
+    text), the file runs each text alone: words, offsets, tags and counts are
+    equal, vectors to float rounding. Rows whose FastBertNormalizer pieces
+    differ (invalid UTF-8) must still be well-formed.
+    """
+    from tfpretrain.export.serving import serving_module
+    from tfpretrain.export.tflite import TfliteModel, to_bytes
+    from tfpretrain.export.saved_model import fast_normalizing
+
+    exact = serving_module(served[name]["model_dir"])[0].tokenizer
+    fast = fast_normalizing(exact)
+    model = TfliteModel(tflite_files[name])
+    compared = differing = 0
+    for inputs, outputs in _text_calls(served[name])[0]:
+        for i, text in enumerate(inputs["texts"]):
+            answer = model.run_one(text)
+            length = int(outputs["lengths"][i])
+            assert int(answer["lengths"][0]) == length
+            if exact([to_bytes(text)]).to_list() != fast([to_bytes(text)]).to_list():
+                differing += 1
+                continue
+            compared += 1
+            for key, value in answer.items():
+                expected = outputs[key][i]
+                if expected.ndim:  # per-word outputs: the file's row is as wide as its own text
+                    expected, value = expected[:length], value[0][:length]
+                else:
+                    value = value[0]
+                if value.dtype.kind == "f":
+                    np.testing.assert_allclose(value, expected, atol=1e-4, err_msg=key)
+                else:
+                    np.testing.assert_array_equal(value, expected, err_msg=key)
+    assert compared >= 12 and differing <= 3, (compared, differing)
+    assert model.uses_xnnpack  # every text, the empty ones included, ran under the XNNPACK delegate
+
+
 def test_tflite_classifier_through_predict_and_refusals(model_dirs, tflite_files, shared_data, tmp_path):
     """``tfpretrain predict`` prints the same labels from the model directory and from its ``.tflite`` file."""
     from tfpretrain.export.tflite import export_tflite
@@ -533,6 +567,9 @@ def test_tflite_classifier_through_predict_and_refusals(model_dirs, tflite_files
         json.dumps(keras_answers + tflite_answers)  # what `tfpretrain predict` prints
     with pytest.raises(ValueError, match="ULMFiT classifier exports to a SavedModel only"):
         export_tflite(model_dirs["ulmfit"], tmp_path / "ulmfit.tflite")
-    with pytest.raises(ValueError, match="this BertTaggerModule exports to a SavedModel only"):
-        export_tflite(model_dirs["tag"], tmp_path / "tag.tflite")
     assert not os.listdir(tmp_path)  # nothing half-written
+    tagger_rows = _texts(shared_data)[2] + ["", "caf\xe9  \x00 ok"]
+    keras_tags, tflite_tags = (predict.run(path, tagger_rows) for path in (model_dirs["tag_crf"],
+                                                                              tflite_files["tag_crf"]))
+    assert [a["tags"] for a in tflite_tags] == [a["tags"] for a in keras_tags]
+    assert [a["words"] for a in tflite_tags] == [a["words"] for a in keras_tags]

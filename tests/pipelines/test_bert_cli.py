@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import cli, write_ewt_text, write_slice
+from tests.conftest import cli, run_litert, write_ewt_text, write_slice
 
 pytestmark = pytest.mark.slow  # pretrains and fine-tunes BERT through the CLI
 
@@ -118,6 +118,18 @@ def test_finetune_tag_with_crf_and_evaluate(pretrained, shared_data, tmp_path):
     assert evaluated["accuracy"] == pytest.approx(scores["accuracy"], abs=1e-6)
     assert evaluated["sentences"] == 60 and evaluated["num_words_truncated"] >= 0
     assert json.loads((out / "task.json").read_text())["crf"] is True
+    # On a phone: the .tflite file, run where only ai_edge_litert and tensorflow_text are imported, tags as
+    # `predict` on the model directory does.
+    texts = [" ".join(line.split()[0] for line in block.splitlines() if line and not line.startswith("#"))
+             for block in blocks[200:260]] + ["", "Ines flew to Porto ."]
+    cli("export", "--model", out, "--tflite", tmp_path / "ner.tflite")
+    on_device = run_litert(tmp_path / "ner.tflite", [{"text": text} for text in texts], tmp_path)
+    predicted = [json.loads(line) for line in cli("predict", "--model", out, input="\n".join(texts) + "\n")
+                 .stdout.splitlines()]
+    assert len(predicted) == len(texts)
+    for answer, expected in zip(on_device, predicted):
+        assert answer["words"][:answer["lengths"]] == expected["words"]
+        assert answer["tags"][:answer["lengths"]] == expected["tags"]
     result = cli("finetune", "--task", "qa", "--format", "iob2", "--init", pretrained[0], "--train", train,
                  "--dev", dev, "--out", tmp_path / "qa", check=False)
     assert result.returncode == 2 and "not for --task qa" in result.stderr

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.conftest import cli, run_litert
 from tfpretrain.models.bert.question_answering import load_qa_model
 from tfpretrain.pipelines.finetune_qa import evaluate, predict, run
 from tfpretrain.text.squad import SquadFormatError
@@ -101,6 +102,23 @@ def test_predict_answers_from_the_context(qa_model):
     assert predict(out, []) == []
     with pytest.raises(ValueError, match="pair 0: .*expected a \\(question, context\\) tuple"):
         predict(out, [("only a question",)])
+
+
+def test_tflite_file_answers_as_predict_on_a_phone(qa_model, data, tmp_path):
+    """``export --tflite`` of the fine-tuned model, run where only ai_edge_litert and tensorflow_text are imported:
+    the answers (text and byte span) of `predict` on the model directory, windows cut inside the file."""
+    from tfpretrain.text.squad import read_squad
+
+    out, _, _ = qa_model
+    pairs = [(q.question, q.context) for q in read_squad(data["dev"])] + [("Who won?", ""), ("", "No question.")]
+    cli("export", "--model", out, "--tflite", tmp_path / "qa.tflite")
+    on_device = run_litert(tmp_path / "qa.tflite", [{"question": q, "context": c} for q, c in pairs], tmp_path)
+    for answer, expected, (_, context) in zip(on_device, predict(out, pairs), pairs):
+        assert answer["answer"] == expected["answer"]
+        assert answer["start"] == len(context[:expected["start_char"]].encode("utf-8"))
+        assert answer["end"] == len(context[:expected["end_char"]].encode("utf-8"))
+        if expected["score"] is not None:
+            assert answer["score"] == pytest.approx(expected["score"], abs=1e-3)
 
 
 def test_bad_input_gives_clear_errors(qa_model, bert_dir, data, tmp_path):

@@ -218,3 +218,16 @@ def test_learn_from_dataset_and_reject_empty():
     assert vocabulary[:2] == ["[PAD]", "[UNK]"] and "##s" in vocabulary and "t" in vocabulary
     with pytest.raises(ValueError, match="non-blank"):
         learn_wordpiece_vocabulary(["", "  "], 100)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fill_empty_rows_equals_python(seed):
+    """The dense (TFLite-convertible) rule that gives a word normalised away its [UNK], against plain Python."""
+    from tfpretrain.text.wordpiece import fill_empty_rows
+
+    rng = np.random.default_rng(seed)
+    rows = [list(rng.integers(0, 99, size=rng.choice([0, 0, 1, 3]))) for _ in range(rng.integers(0, 12))]
+    fill = list(rng.integers(100, 200, size=len(rows)))
+    ragged = tf.ragged.constant(rows, dtype=tf.int32, ragged_rank=1, row_splits_dtype=tf.int64)
+    expected = [row or [f] for row, f in zip(rows, fill)]
+    assert fill_empty_rows(ragged, tf.constant(fill, tf.int32)).to_list() == expected

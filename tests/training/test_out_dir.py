@@ -2,6 +2,7 @@
 checkpoint is named as such, and the optimizer of a model that trains only some of its weights is restored."""
 
 import csv
+import os
 import warnings
 
 import keras
@@ -105,6 +106,36 @@ def test_resumed_fit_restores_the_optimizer_of_a_partly_trained_model_exactly(tm
         np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)  # same ops, same batches: bitwise in practice
     with open(tmp_path / "killed" / "history.csv", newline="") as f:
         assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("file", ["seed states", "weights", "metadata"])
+def test_a_run_killed_while_writing_its_checkpoint_resumes_exactly(file, tmp_path, monkeypatch):
+    """A kill half-way through a checkpoint file (CI saw ``bad object header`` on a truncated Keras one)."""
+    from tfpretrain.training import callbacks
+
+    whole, _ = _fit(tmp_path / "whole")
+    real, calls = callbacks._replace_atomically, []
+
+    def killed_midway(path, write):  # the second epoch's checkpoint dies with `file` half written
+        calls.append(path)
+        if len(calls) == 4 + ["seed states", "weights", "metadata"].index(file):
+            directory, name = os.path.split(path)
+            write(os.path.join(directory, f"partial.{name}"))
+            with open(os.path.join(directory, f"partial.{name}"), "r+b") as f:
+                f.truncate(os.path.getsize(f.name) // 2)
+            raise KeyboardInterrupt
+        real(path, write)
+
+    monkeypatch.setattr(callbacks, "_replace_atomically", killed_midway)
+    _fit(tmp_path / "killed")
+    monkeypatch.setattr(callbacks, "_replace_atomically", real)
+    assert len(calls) == 4 + ["seed states", "weights", "metadata"].index(file)
+    assert callbacks.resumed_epoch(tmp_path / "killed") == 1
+    resumed, _ = _fit(tmp_path / "killed")
+    for expected, actual in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
+    with open(tmp_path / "killed" / "history.csv", newline="") as f:
+        assert sorted({int(row["epoch"]) for row in csv.DictReader(f)}) == [0, 1, 2]
 
 
 def test_a_checkpoint_that_does_not_fit_the_model_is_named_a_different_run(tmp_path):

@@ -2,9 +2,9 @@
 
 import tensorflow as tf
 
-from tfpretrain.export.saved_model import cast_inputs, check_batch, padded_words, serve_any_batch, spec
-from tfpretrain.models.bert.preprocessor import encode_words, word_tags
-from tfpretrain.text.tokenizer import tokenize_with_offsets
+from tfpretrain.export.saved_model import cast_inputs, check_batch, fast_normalizing, serve_any_batch, spec
+from tfpretrain.models.bert.preprocessor import cut_padding, encode_words, word_tags
+from tfpretrain.text.tokenizer import dense_word_offsets, word_offsets, words_at
 from tfpretrain.text.vocabulary import PADDING_TOKEN
 
 
@@ -13,10 +13,14 @@ class BertTaggerModule(tf.Module):
 
     The text is split into words by `tfpretrain.text.tokenize_with_offsets`
     (as `tfpretrain.pipelines.finetune.predict` splits it), packed by
-    `tfpretrain.models.bert.preprocessor.encode_words` and tagged from each
-    word's first word piece; a word cut by truncation (beyond
-    ``sequence_length`` pieces) gets "O" and is counted
-    (`tfpretrain.models.bert.preprocessor.word_tags`, as in fine-tuning's scores).
+    `tfpretrain.models.bert.preprocessor.encode_words`, cut to the batch's
+    longest text (`tfpretrain.models.bert.preprocessor.cut_padding`) and
+    tagged from each word's first word piece (a CRF model decodes inside);
+    a word cut by truncation (beyond ``sequence_length`` pieces) gets "O"
+    and is counted (`tfpretrain.models.bert.preprocessor.word_tags`, as in
+    fine-tuning's scores). The same graph at batch size 1, with
+    tensorflow-text's `FastBertNormalizer`, is the ``.tflite`` file
+    (`tflite_function`).
 
     Signatures:
 
@@ -24,8 +28,8 @@ class BertTaggerModule(tf.Module):
       (batch, words), ``tags`` string (batch, words), ``starts``, ``ends``
       int32 (batch, words) (byte offsets of each word in its text), ``lengths``
       int32 (batch,) (words per text), ``num_words_truncated`` int32
-      (batch,); ``words`` is as wide as the longest text, padded with
-      ``""`` (``starts``/``ends`` 0).
+      (batch,); ``words`` is as wide as the longest text (at least 1),
+      padded with ``""`` (``starts``/``ends`` 0).
     - ``tag_ids``: ``token_ids``, ``segment_ids``, ``padding_mask`` int32
       (batch, sequence_length), ``word_positions``, ``word_mask`` int32
       (batch, sequence_length - 2) (`tfpretrain.text.pack_words`) ->
@@ -56,21 +60,30 @@ class BertTaggerModule(tf.Module):
         """``{"serving_default": raw strings, "tag_ids": packed ids}`` concrete functions."""
         return {"serving_default": self.tag.get_concrete_function(), "tag_ids": self.tag_ids.get_concrete_function()}
 
-    def _predict(self, packed):
-        tag_ids = self.model(cast_inputs(self.model, packed), training=False)["tag_ids"]  # (batch, slots)
-        word_mask = tf.cast(packed["word_mask"], tf.bool)
-        tags = tf.where(word_mask, tf.gather(self._tag_strings, tag_ids), PADDING_TOKEN)
-        return {"tags": tags, "tag_ids": tf.cast(tag_ids, tf.int32)}
+    def _tag_ids_of(self, packed):
+        return tf.cast(self.model(cast_inputs(self.model, packed), training=False)["tag_ids"], tf.int32)
 
     def _tag_ids(self, token_ids, segment_ids, padding_mask, word_positions, word_mask):
-        return self._predict({"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask,
-                              "word_positions": word_positions, "word_mask": word_mask})
+        tag_ids = self._tag_ids_of({"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask,
+                                    "word_positions": word_positions, "word_mask": word_mask})
+        tags = tf.where(tf.cast(word_mask, tf.bool), tf.gather(self._tag_strings, tag_ids), PADDING_TOKEN)
+        return {"tags": tags, "tag_ids": tag_ids}
 
-    def _tag_texts(self, texts):
+    def tflite_function(self):
+        """The raw-text graph at batch size 1 (input ``text``: string ``[1]``), for `tfpretrain.export.tflite`.
+
+        As ``serving_default``, with the text normalised by tensorflow-text's
+        `FastBertNormalizer` (see `tfpretrain.export.saved_model.fast_normalizing`).
+        """
+        tokenizer = fast_normalizing(self.tokenizer)
+        return tf.function(lambda texts: self._tag_texts(texts, tokenizer), input_signature=[spec("text", [1])])
+
+    def _tag_texts(self, texts, tokenizer=None):
         texts = check_batch(texts)
-        words, starts, ends = tokenize_with_offsets(texts)  # ragged (batch, words)
-        packed, num_words_truncated = encode_words(self.tokenizer, words, self.sequence_length)
-        outputs = padded_words(words, starts, ends)
-        tags = word_tags(self._predict(packed)["tags"], outputs["lengths"], num_words_truncated,
-                         tf.shape(outputs["words"])[1], PADDING_TOKEN)  # (batch, words)
-        return {**outputs, "tags": tags, "num_words_truncated": tf.cast(num_words_truncated, tf.int32)}
+        packed, num_words_truncated = encode_words(tokenizer or self.tokenizer, words_at(texts, *word_offsets(texts)),
+                                                   self.sequence_length)
+        tag_ids = self._tag_ids_of(cut_padding(packed, self.sequence_length))  # (batch, kept words)
+        starts, ends, lengths = dense_word_offsets(texts)  # (batch, words)
+        return {"words": words_at(texts, starts, ends), "starts": starts, "ends": ends, "lengths": lengths,
+                "tags": word_tags(tag_ids, self.tags, lengths, num_words_truncated, tf.shape(starts)[1]),
+                "num_words_truncated": tf.cast(num_words_truncated, tf.int32)}

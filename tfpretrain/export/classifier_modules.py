@@ -2,13 +2,17 @@
 
 Thin wrappers: the texts are encoded by the architecture's preprocessor
 (`tfpretrain.models.bert.preprocessor.encode_texts`,
-`tfpretrain.models.gpt.preprocessor.encode_gpt_inputs`), as in fine-tuning.
+`tfpretrain.models.gpt.preprocessor.encode_gpt_inputs`), as in fine-tuning,
+and the model runs on the batch's longest text
+(`tfpretrain.models.bert.preprocessor.cut_padding`): padding is masked, so
+the answers are those at full length, and short texts are several times
+faster (MiniLM on SST-2 at batch 1: 4x).
 """
 
 import tensorflow as tf
 
-from tfpretrain.export.saved_model import cast_inputs, check_batch, pad_width, serve_any_batch, spec
-from tfpretrain.models.bert.preprocessor import encode_texts
+from tfpretrain.export.saved_model import cast_inputs, check_batch, fast_normalizing, pad_width, serve_any_batch, spec
+from tfpretrain.models.bert.preprocessor import cut_padding, encode_texts
 from tfpretrain.models.gpt.preprocessor import encode_gpt_inputs, sequence_layout
 from tfpretrain.text.task_readers import TEXT_TASKS
 
@@ -46,11 +50,7 @@ class _ClassifierModule(tf.Module):
         so on a few texts the file's word pieces differ from the SavedModel's
         (see `tfpretrain.text.wordpiece`).
         """
-        from tfpretrain.text.wordpiece import WordPieceTokenizer
-
-        t = self.tokenizer
-        tokenizer = WordPieceTokenizer(t.vocabulary, lowercase=t.lowercase, strip_accents=t.strip_accents,
-                                       use_fast_bert_normalizer=True)
+        tokenizer = fast_normalizing(self.tokenizer)
         specs = [spec("text" if column.name == "texts" else column.name, [1] + column.shape[1:])
                  for column in self.classify.input_signature]
         return tf.function(lambda *columns: self._classify_with(tokenizer, columns), input_signature=specs)
@@ -74,18 +74,6 @@ class _ClassifierModule(tf.Module):
 
     def _id_inputs(self, ids):
         return cast_inputs(self.model, ids)
-
-
-def _without_padding(inputs):
-    """Packed inputs cut after the batch's last real position (``padding_mask`` is 0 beyond it everywhere).
-
-    The raw-text signatures run the model on the batch's longest text rather
-    than on ``sequence_length`` pieces: padding is masked, so the answers are
-    the same, and short texts are several times faster (MiniLM on SST-2 at
-    batch 1: 4x). Sliced as int32: TFLite's strided slice has no bool kernel.
-    """
-    length = tf.reduce_max(tf.reduce_sum(tf.cast(inputs["padding_mask"], tf.int32), axis=-1))
-    return {name: tf.cast(tf.cast(value, tf.int32)[..., :length], value.dtype) for name, value in inputs.items()}
 
 
 def _text_inputs(task, num_choices=None):
@@ -137,7 +125,7 @@ class BertClassifierModule(_ClassifierModule):
 
     def _encode(self, texts, tokenizer):
         packed, truncated = encode_texts(tokenizer, _columns(self.task, texts), self.sequence_length)
-        return _without_padding(cast_inputs(self.model, packed)), truncated
+        return cut_padding(cast_inputs(self.model, packed), self.sequence_length), truncated
 
 
 class GptClassifierModule(_ClassifierModule):
@@ -176,7 +164,7 @@ class GptClassifierModule(_ClassifierModule):
 
     def _encode(self, texts, tokenizer):
         packed, truncated = encode_gpt_inputs(tokenizer, self.task, _columns(self.task, texts), self.sequence_length)
-        return _without_padding(packed), truncated
+        return cut_padding(packed, self.sequence_length), truncated
 
     def _id_inputs(self, ids):
         return ids  # GptTransferModel casts them itself

@@ -2,8 +2,9 @@
 
 import tensorflow as tf
 
-from tfpretrain.export.saved_model import check_batch, padded_words, serve_any_batch, spec
+from tfpretrain.export.saved_model import check_batch, fast_normalizing, serve_any_batch, spec
 from tfpretrain.models.bert.embedder import embed_batch
+from tfpretrain.text.tokenizer import dense_word_offsets, words_at
 
 
 class EmbeddingModule(tf.Module):
@@ -14,7 +15,7 @@ class EmbeddingModule(tf.Module):
     - ``serving_default``: ``texts`` string (batch,) -> ``sentence_vector``
       float32 (batch, hidden_dim), ``word_vectors`` float32 (batch, words,
       dim) (zero for padding and for words cut by truncation), ``words``
-      string (batch, words) (padded with ``""``), ``starts``, ``ends`` int32
+      string (batch, words) (padded with ``""``; at least one column), ``starts``, ``ends`` int32
       (batch, words) (byte offsets), ``lengths`` int32 (batch,),
       ``num_words_truncated`` int32 (batch,).
     - ``embed_ids``: ``token_ids``, ``segment_ids``, ``padding_mask`` int32
@@ -49,12 +50,24 @@ class EmbeddingModule(tf.Module):
                                  "word_positions": word_positions, "word_mask": word_mask})
         return {name: tf.cast(outputs[name], tf.float32) for name in ("sentence_vector", "word_vectors")}
 
-    def _embed_texts(self, texts):
+    def tflite_function(self):
+        """The raw-text graph at batch size 1 (input ``text``: string ``[1]``), for `tfpretrain.export.tflite`.
+
+        As ``serving_default``, with the text normalised by tensorflow-text's
+        `FastBertNormalizer` (see `tfpretrain.export.saved_model.fast_normalizing`).
+        """
+        tokenizer = fast_normalizing(self.tokenizer)
+        return tf.function(lambda texts: self._embed_texts(texts, tokenizer), input_signature=[spec("text", [1])])
+
+    def _embed_texts(self, texts, tokenizer=None):
         texts = check_batch(texts)
-        outputs = embed_batch(self.embedder, self.tokenizer, texts, self.sequence_length)
+        outputs = embed_batch(self.embedder, tokenizer or self.tokenizer, texts, self.sequence_length)
+        starts, ends, lengths = dense_word_offsets(texts)  # (batch, words)
+        width = tf.shape(starts)[1]
+        vectors = tf.cast(outputs["word_vectors"], tf.float32)[:, :width]  # (batch, kept words, dim)
         return {
             "sentence_vector": tf.cast(outputs["sentence_vector"], tf.float32),
-            "word_vectors": tf.cast(outputs["word_vectors"], tf.float32),
-            **padded_words(outputs["words"], outputs["starts"], outputs["ends"]),
+            "word_vectors": tf.pad(vectors, [[0, 0], [0, width - tf.shape(vectors)[1]], [0, 0]]),
+            "words": words_at(texts, starts, ends), "starts": starts, "ends": ends, "lengths": lengths,
             "num_words_truncated": tf.cast(outputs["num_words_truncated"], tf.int32),
         }

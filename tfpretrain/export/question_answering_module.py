@@ -2,12 +2,15 @@
 
 import tensorflow as tf
 
-from tfpretrain.export.saved_model import cast_inputs, check_batch, spec
+from tfpretrain.export.saved_model import cast_inputs, check_batch, fast_normalizing, spec
 from tfpretrain.models.bert.question_answering_preprocessor import (
     QuestionAnsweringPreprocessor,
+    best_single_span,
     best_spans,
     character_bytes,
     decode_answer_spans,
+    single_context_byte_pieces,
+    single_question_windows,
 )
 
 
@@ -35,6 +38,12 @@ class QuestionAnsweringModule(tf.Module):
       and the window's best span in its second segment (the context, before
       the last ``[SEP]``): ``start_position``, ``end_position`` int32
       (windows,) (-1 if none) and ``score`` float32 (NaN if none).
+
+    ``serving_default`` runs the model on the batch's longest window rather
+    than on ``sequence_length`` pieces (padding is masked: the same answers).
+    `tflite_function` gives the same answerer at batch size 1 for a
+    ``.tflite`` file (`tfpretrain.export.tflite`), with the windows cut in
+    the graph from TFLite kernels only.
 
     Args:
         model: the Keras question answerer (`tfpretrain.models.bert.load_qa_model`).
@@ -90,8 +99,14 @@ class QuestionAnsweringModule(tf.Module):
     def _answer(self, question, context):
         question, context = check_batch(question, "question"), check_batch(context, "context")
         windows = self.preprocessor(question, context)
-        start_logits, end_logits = self._logits(
-            {key: windows[key] for key in ("token_ids", "segment_ids", "padding_mask")})  # (windows, sequence_length)
+        # The model reads the batch's longest window, not sequence_length pieces: padding is masked, so the logits
+        # of the real positions are the same; padding positions get the model's own -1e9 back.
+        inputs = {key: windows[key] for key in ("token_ids", "segment_ids", "padding_mask")}
+        length = tf.maximum(1, tf.reduce_max(tf.reduce_sum(tf.cast(windows["padding_mask"], tf.int32), axis=1)))
+        start_logits, end_logits = self._logits({key: value[:, :length] for key, value in inputs.items()})
+        pad = [[0, 0], [0, self.sequence_length - length]]
+        start_logits = tf.ensure_shape(tf.pad(start_logits, pad, constant_values=-1e9), [None, self.sequence_length])
+        end_logits = tf.ensure_shape(tf.pad(end_logits, pad, constant_values=-1e9), [None, self.sequence_length])
         spans = decode_answer_spans(start_logits, end_logits, windows, tf.shape(question)[0], self.max_answer_length)
         score = spans["score"][:, 0]  # (batch,)
         found = tf.math.is_finite(score)
@@ -105,4 +120,58 @@ class QuestionAnsweringModule(tf.Module):
             "end": end_byte,
             "score": tf.where(found, tf.cast(score, tf.float32), float("nan")),
             "truncated": windows["truncated"],
+        }
+
+    def tflite_function(self):
+        """The raw-text graph at batch size 1, for `tfpretrain.export.tflite`.
+
+        Inputs ``question``, ``context`` string (1,); outputs as
+        ``serving_default``'s (``answer``, ``start``, ``end``, ``score``,
+        ``truncated``, each (1,)). The windows are cut in the graph, with
+        TFLite builtins and tensorflow-text's TFLite ops only
+        (`single_context_byte_pieces`, `single_question_windows`,
+        `best_single_span` in `tfpretrain.models.bert.question_answering_preprocessor`),
+        in UTF-8 bytes. The texts are normalised by tensorflow-text's
+        `FastBertNormalizer` (BERT's exact normaliser has no TFLite kernels),
+        so on texts with characters it normalises differently (control
+        characters, "…", "ß", full-width letters, U+FFFD; see
+        `single_context_byte_pieces`) the answer may differ from the
+        SavedModel's; invalid UTF-8 is kept, its word becomes ``[UNK]``. On
+        the SQuAD v1.1 dev sample (810 questions) the answers, spans and
+        scores are the SavedModel's.
+        """
+        tokenizer = fast_normalizing(self.tokenizer)
+        return tf.function(lambda question, context: self._answer_one(tokenizer, question, context),
+                           input_signature=[spec("question", [1]), spec("context", [1])])
+
+    def _answer_one(self, tokenizer, question, context):
+        """`_answer` for one (question, context) pair, with TFLite kernels only (`tflite_function`)."""
+        import tensorflow_text as tf_text
+
+        query = tokenizer(question).flat_values  # (question pieces,): the one row
+        truncated = tf.shape(query)[0] > self.max_query_length
+        query = query[:self.max_query_length]
+        pieces, start_bytes, end_bytes = single_context_byte_pieces(
+            tokenizer._fast_normalizer, tokenizer._wordpiece, context)  # pylint: disable=protected-access
+        windows = single_question_windows(query, pieces, self.sequence_length, self.doc_stride,
+                                          tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
+        start_logits, end_logits = self._logits(
+            {key: windows[key] for key in ("token_ids", "segment_ids", "padding_mask")})  # (windows, length)
+        score, window, start, end = best_single_span(start_logits, end_logits,
+                                                     windows["context"] & windows["max_context"], windows["context"],
+                                                     self.max_answer_length)
+        found = score > float("-inf")
+        piece = tf.gather(windows["piece"], window)  # (length,)
+        start_bytes = tf.concat([start_bytes, [0]], axis=0)  # never empty
+        end_bytes = tf.concat([end_bytes, [0]], axis=0)
+        start_byte = tf.where(found, tf.gather(start_bytes, tf.gather(piece, start)), 0)
+        end_byte = tf.where(found, tf.gather(end_bytes, tf.gather(piece, end)), 0)
+        answer = tf_text.ByteSplitter().split_by_offsets(context, tf.reshape(start_byte, [1, 1]),
+                                                         tf.reshape(end_byte, [1, 1]))
+        return {
+            "answer": tf.reshape(answer, [1]),
+            "start": tf.reshape(start_byte, [1]),
+            "end": tf.reshape(end_byte, [1]),
+            "score": tf.reshape(tf.where(found, score, float("nan")), [1]),
+            "truncated": tf.reshape(truncated, [1]),
         }

@@ -8,7 +8,6 @@ import tempfile
 
 import tensorflow as tf
 
-from tfpretrain.text.vocabulary import PADDING_TOKEN
 
 
 def check_batch(texts, name="texts"):
@@ -71,10 +70,17 @@ def pad_width(tensor, width, value):
     return tf.pad(tensor, [[0, 0], [0, width - tf.shape(tensor)[1]]], constant_values=value)
 
 
-def padded_words(words, starts, ends):
-    """Ragged (batch, words) words and byte offsets as the outputs ``words``, ``starts``, ``ends``, ``lengths``."""
-    return {"words": words.to_tensor(PADDING_TOKEN), "starts": starts.to_tensor(0), "ends": ends.to_tensor(0),
-            "lengths": tf.cast(words.row_lengths(), tf.int32)}
+def fast_normalizing(tokenizer):
+    """A copy of a `tfpretrain.text.WordPieceTokenizer` that normalises with tensorflow-text's `FastBertNormalizer`.
+
+    BERT's exact normaliser has no TFLite kernels; the fast one does, and
+    differs on a few characters (see `tfpretrain.text.wordpiece`), so on a
+    few texts a ``.tflite`` file's word pieces differ from the SavedModel's.
+    """
+    from tfpretrain.text.wordpiece import WordPieceTokenizer
+
+    return WordPieceTokenizer(tokenizer.vocabulary, lowercase=tokenizer.lowercase,
+                              strip_accents=tokenizer.strip_accents, use_fast_bert_normalizer=True)
 
 
 def next_version(root, name):

@@ -3,7 +3,7 @@
 import tensorflow as tf
 
 from tfpretrain.export.saved_model import check_batch, serve_any_batch
-from tfpretrain.text.tokenizer import word_offsets, words_at
+from tfpretrain.text.tokenizer import dense_word_offsets, words_at
 
 #: Words tagged per text; later words are cut and counted in ``num_words_truncated``.
 MAX_WORDS = 512
@@ -70,8 +70,10 @@ class TaggingModule(tf.Module):
         return serve_any_batch(self._tag_ids, word_ids, char_ids)
 
     def _tag_ids(self, word_ids, char_ids):
-        # At least one step, so that a batch of empty texts still runs the model.
-        missing = tf.maximum(1 - tf.shape(word_ids)[1], 0)
+        # At least two steps (the second masked when there is one word): a batch of empty texts still runs the
+        # model, and the CRF's transitions between steps never form an empty tensor, which TFLite's XNNPACK
+        # delegate cannot plan (a one-word text failed there).
+        missing = tf.maximum(2 - tf.shape(word_ids)[1], 0)
         word_ids = tf.pad(word_ids, [[0, 0], [0, missing]])
         char_ids = tf.pad(char_ids, [[0, 0], [0, missing], [0, 0]])
         mask = word_ids > 0  # (batch, time)
@@ -86,11 +88,7 @@ class TaggingModule(tf.Module):
 
     def _tag_texts(self, texts):
         texts = check_batch(texts)
-        starts, ends = word_offsets(texts)
-        num_words = tf.cast(starts.row_lengths(), tf.int32)
-        # Dense offsets first, then cut, then the words: the ops TFLite has kernels for. At least one
-        # (padding) slot, so that no tensor is empty (TFLite's XNNPACK delegate rejects those).
-        starts, ends = (self._dense(offsets) for offsets in (starts, ends))  # (batch, words)
+        starts, ends, num_words = dense_word_offsets(texts, self.max_words)  # (batch, words)
         words = words_at(texts, starts, ends)  # padding: (0, 0) -> ''
         features = self.preprocessor(words)
         outputs = self._tag_ids(features["word_ids"], features["char_ids"])
@@ -105,7 +103,3 @@ class TaggingModule(tf.Module):
             "num_words_truncated": num_words - outputs["lengths"],
         }
 
-
-    def _dense(self, offsets):
-        dense = offsets.to_tensor(default_value=0)[:, : self.max_words]
-        return tf.pad(dense, [[0, 0], [0, tf.maximum(1 - tf.shape(dense)[1], 0)]])

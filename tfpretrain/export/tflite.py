@@ -1,7 +1,8 @@
-"""One ``.tflite`` file per model: a raw string in, tags (or a label) out, builtins plus tensorflow-text ops.
+"""One ``.tflite`` file per model: raw strings in, tags, labels, answers or vectors out (TFLite builtins + tf-text ops).
 
-A serving module (`TaggingModule`, or a BERT / GPT classifier module of
-`tfpretrain.export.serving`) gives its raw-text graph at batch size 1
+A serving module (`TaggingModule`, a BERT / GPT classifier module, the BERT
+tagger, question-answering or embedding module of `tfpretrain.export.serving`)
+gives its raw-text graph at batch size 1
 (``module.tflite_function()``); `convert` freezes its variables into constants
 (a Keras LSTM reads its weights inside a while loop, which the TFLite runtime
 cannot do with resource variables), names the outputs, and converts with
@@ -92,11 +93,13 @@ class TfliteModel:
     """Runs a ``.tflite`` file written by `export_tflite`, one text at a time (the file's batch size is 1).
 
     Uses ``ai_edge_litert.interpreter.InterpreterWithCustomOps`` with
-    `tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS`. Files with per-word
-    outputs (taggers: a ``lengths`` output) run without the default XNNPACK
-    delegate, which cannot re-plan when the next text has another number of
-    words; classifier files pad to a fixed sequence length and run with it
-    (5x faster for MiniLM on 2 CPU cores).
+    `tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS` and the default
+    XNNPACK delegate, which re-plans when the next text has another length
+    (BERT files: 2-5x faster on 2 CPU cores; the CharCNN tagger 1.3x). A
+    file the delegate cannot plan (a tagger exported before the CRF ran on
+    at least two steps: XNNPACK rejects the empty tensor of a one-word
+    text) falls back to the builtin kernels for good, the failed text
+    answered again there; ``uses_xnnpack`` says which runs.
 
     Calling it with a list of texts (a string or bytes, or a tuple of them for
     models with several inputs, in the order of ``input_names``) returns one
@@ -115,15 +118,17 @@ class TfliteModel:
                 model_path=os.fspath(path), custom_op_registerers=tf_text.tflite_registrar.SELECT_TFTEXT_OPS,
                 experimental_op_resolver_type=resolver)
 
+        def runner(resolver):
+            self.interpreter = interpreter(resolver)
+            return self.interpreter.get_signature_runner("serving_default")
+
         try:
-            self.interpreter = interpreter(litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            self._runner = runner(litert.OpResolverType.AUTO)
             details = self.interpreter.get_signature_list()["serving_default"]
-            self.uses_xnnpack = "lengths" not in details["outputs"]
-            if self.uses_xnnpack:
-                self.interpreter = interpreter(litert.OpResolverType.AUTO)
-            self._runner = self.interpreter.get_signature_runner("serving_default")
         except (RuntimeError, ValueError, KeyError) as error:
             raise ValueError(f"{path} is not a .tflite file written by tfpretrain export --tflite: {error}") from None
+        self.uses_xnnpack = True
+        self._without_xnnpack = lambda: runner(litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         self.input_names = ordered_inputs(details["inputs"])
         self.output_names = list(details["outputs"])
 
@@ -145,12 +150,21 @@ class TfliteModel:
         inputs = {name: np.array([to_bytes(part)], dtype=object) if isinstance(part, (str, bytes))
                   else np.array([[to_bytes(p) for p in part]], dtype=object)
                   for name, part in zip(self.input_names, parts)}
-        return {name: np.asarray(value) for name, value in self._runner(**inputs).items()}
+        return {name: np.asarray(value) for name, value in self._run(inputs).items()}
+
+    def _run(self, inputs):
+        try:
+            return self._runner(**inputs)
+        except RuntimeError as error:
+            if not self.uses_xnnpack or "XNNPack" not in str(error):
+                raise
+            self._runner, self.uses_xnnpack = self._without_xnnpack(), False  # see the class docstring
+            return self._runner(**inputs)
 
     def check(self):
         """Runs the file once on empty strings, each input at its declared shape (every op must resolve)."""
         details = self._runner.get_input_details()
-        self._runner(**{name: np.full(detail["shape"], b"", dtype=object) for name, detail in details.items()})
+        self._run({name: np.full(detail["shape"], b"", dtype=object) for name, detail in details.items()})
 
     def __call__(self, texts):
         return [self.run_one(text) for text in texts]
@@ -191,8 +205,8 @@ def _main(argv=None):
     try:
         module = serving_module(args.model_dir)[0]
         if not hasattr(module, "tflite_function"):
-            raise ValueError(f"{args.model_dir}: TFLite export covers CharCNN / BiLM / CRF taggers and BERT / GPT "
-                             f"classifiers; this {type(module).__name__} exports to a SavedModel only "
+            raise ValueError(f"{args.model_dir}: TFLite export covers taggers, BERT / GPT classifiers, BERT QA "
+                             f"and BERT embeddings; this {type(module).__name__} exports to a SavedModel only "
                              "(tfpretrain export --name)")
         data = convert(module.tflite_function(), args.quantize)
     except (ValueError, FileNotFoundError) as error:

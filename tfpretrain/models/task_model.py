@@ -317,8 +317,8 @@ def predict_words(model, tokenizer, options, sentences, batch_size=32):
     data = task_dataset("tag", sentences, tokenizer, model, options, batch_size)
     outputs, _, num_words_truncated = _predict(model, data)
     lengths = [len(getattr(sentence, "tokens", sentence)) for sentence in sentences]
-    predicted = tf.gather(tf.constant(options["tags"], tf.string), outputs["tag_ids"])  # (n, slots)
-    tags = word_tags(predicted, tf.constant(lengths, tf.int32), num_words_truncated, max(lengths, default=0))
+    tags = word_tags(outputs["tag_ids"], options["tags"], tf.constant(lengths, tf.int32), num_words_truncated,
+                     max(lengths, default=0))
     return ([[tag.decode("utf-8") for tag in row[:length]] for row, length in zip(tags.numpy().tolist(), lengths)],
             num_words_truncated)
 

@@ -76,6 +76,7 @@ def pack_segments(segments, sequence_length, cls_token_id, sep_token_id, pad_tok
     segments = [tf.cast(s, tf.int32) for s, _ in converted]
     trimmer = tf_text.RoundRobinTrimmer if truncation == "round_robin" else tf_text.WaterfallTrimmer
     segments = trimmer(max_seq_length=budget).trim(segments)
+    segments = [(s.to_tensor(0), tf.cast(s.row_lengths(), tf.int32)) for s in segments]
     packed = _combine(segments, int(sequence_length), cls_token_id, sep_token_id, pad_token_id,
                       sep_token_id if end_token_id is None else end_token_id)
     if unbatched:
@@ -84,21 +85,21 @@ def pack_segments(segments, sequence_length, cls_token_id, sep_token_id, pad_tok
 
 
 def _combine(segments, sequence_length, cls_token_id, sep_token_id, pad_token_id, end_token_id):
-    """Trimmed ragged segments -> the packed dense tensors, position by position.
+    """Trimmed segments, each ``(pieces, lengths)`` (dense ids (batch, n), lengths (batch,)), packed by position.
 
     Dense ``where``/``gather`` on a position grid rather than ragged
     concatenation: the same graph then converts to TFLite builtins (ragged
     concatenation needs ``RaggedGather``, which TFLite has no kernel for).
     """
     position = tf.range(sequence_length, dtype=tf.int32)[tf.newaxis, :]  # (1, sequence_length)
-    batch = segments[0].nrows(out_type=tf.int32)
+    batch = tf.shape(segments[0][0])[0]
     token_ids = tf.fill(tf.stack([batch, sequence_length]), tf.constant(pad_token_id, tf.int32))
     token_ids = tf.where(position == 0, tf.constant(cls_token_id, tf.int32), token_ids)
     segment_ids = tf.zeros_like(token_ids)
     start = tf.ones([batch, 1], tf.int32)  # where the next segment begins: after [CLS]
-    for index, segment in enumerate(segments):
-        length = tf.cast(segment.row_lengths(), tf.int32)[:, tf.newaxis]  # (batch, 1)
-        pieces = tf.pad(segment.to_tensor(0), [[0, 0], [0, 1]])  # (batch, pieces + 1): never empty
+    for index, (pieces, length) in enumerate(segments):
+        length = length[:, tf.newaxis]  # (batch, 1)
+        pieces = tf.pad(pieces, [[0, 0], [0, 1]])  # (batch, pieces + 1): never empty
         offset = tf.clip_by_value(position - start, 0, tf.shape(pieces)[1] - 1)
         inside = (position >= start) & (position < start + length)
         token_ids = tf.where(inside, tf.gather(pieces, offset, batch_dims=1), token_ids)
@@ -150,23 +151,17 @@ def pack_words(word_pieces, sequence_length, cls_token_id, sep_token_id, pad_tok
     if budget < 0:
         raise ValueError(f"sequence_length {sequence_length} cannot hold [CLS] and [SEP]")
     word_pieces = tf.cast(word_pieces, tf.int32)
+    # Dense int32 tensors from here on (no bool or string ragged ops): the graph converts to TFLite builtins.
     word_lengths = tf.cast(word_pieces.row_lengths(axis=2), tf.int32)  # ragged (batch, words)
     num_words = tf.cast(word_lengths.row_lengths(), tf.int32)  # (batch,)
-    exists = tf.ragged.map_flat_values(tf.ones_like, word_lengths, dtype=tf.bool)
-    if max_words is not None:
-        word_lengths = word_lengths[:, :max_words]
-        exists = exists[:, :max_words]
-    shape = [None, max_words]
-    word_lengths = word_lengths.to_tensor(0, shape=shape)  # (batch, words)
-    exists = exists.to_tensor(False, shape=shape)
+    word_lengths = word_lengths.to_tensor(0, shape=[None, max_words])  # (batch, words), cut; a word has >= 1 piece
     ends = tf.cumsum(word_lengths, axis=1)  # (batch, words)
-    word_mask = exists & (ends <= budget)
+    word_mask = (word_lengths > 0) & (ends <= budget)
     word_positions = tf.where(word_mask, ends - word_lengths + 1, 0)  # +1 for [CLS]
     kept_pieces = tf.reduce_sum(tf.where(word_mask, word_lengths, 0), axis=1)  # (batch,)
-    pieces = word_pieces.merge_dims(1, 2)  # (batch, pieces)
-    in_kept_words = tf.ragged.range(pieces.row_lengths()) < tf.cast(kept_pieces, tf.int64)[:, None]
-    pieces = tf.ragged.boolean_mask(pieces, in_kept_words)
-    packed = pack_segments((pieces,), sequence_length, cls_token_id, sep_token_id, pad_token_id)
+    pieces = word_pieces.merge_dims(1, 2).to_tensor(0)[:, :budget]  # (batch, pieces): the kept ones come first
+    packed = _combine([(pieces, kept_pieces)], int(sequence_length), cls_token_id, sep_token_id, pad_token_id,
+                      sep_token_id)
     packed["word_positions"] = tf.cast(word_positions, tf.int32)
     packed["word_mask"] = word_mask
     packed["num_words_truncated"] = num_words - tf.reduce_sum(tf.cast(word_mask, tf.int32), axis=1)

@@ -45,6 +45,28 @@ def word_offsets(texts):
     return tf.cast(starts, tf.int32), tf.cast(ends, tf.int32)
 
 
+def dense_word_offsets(texts, max_words=None):
+    """The words' byte offsets as dense int32 ``(batch, words)`` tensors, and each text's word count.
+
+    Returns ``(starts, ends, num_words)``: offsets ``(0, 0)`` beyond a text's
+    words (`words_at` gives ``''`` there), at least one column (no tensor is
+    empty: TFLite's XNNPACK delegate rejects those), at most ``max_words``
+    (``num_words`` still counts every word, so that callers can report the
+    cut ones). Dense offsets first, then `words_at`: the ops TFLite has
+    kernels for (a ragged string tensor made dense has none).
+    """
+    starts, ends = word_offsets(texts)
+    num_words = tf.cast(starts.row_lengths(), tf.int32)
+
+    def dense(offsets):
+        offsets = offsets.to_tensor(default_value=0)
+        if max_words is not None:
+            offsets = offsets[:, :max_words]
+        return tf.pad(offsets, [[0, 0], [0, tf.maximum(1 - tf.shape(offsets)[1], 0)]])
+
+    return dense(starts), dense(ends), num_words
+
+
 def words_at(texts, starts, ends):
     """The substrings ``texts[b][starts[b, i]:ends[b, i]]``; offsets ragged or dense (``0, 0`` gives ``''``).
 

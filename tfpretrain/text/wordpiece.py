@@ -133,6 +133,34 @@ def _as_ragged_words(words):
     return tf.RaggedTensor.from_tensor(tf.convert_to_tensor(words, dtype=tf.string))
 
 
+def fill_empty_rows(rows, fill):
+    """A ragged ``(n, None)`` tensor with each empty row given one value, ``fill[i]`` for row ``i``.
+
+    Written with dense integer ops on the flat values (a running sum of row
+    starts gives each value its row), not ragged concatenation, so that it
+    converts to TFLite builtins: the on-device taggers run it.
+
+    Example:
+
+    >>> fill_empty_rows(tf.ragged.constant([[5, 6], [], [7]]), tf.constant([0, 1, 2])).to_list()
+    [[5, 6], [1], [7]]
+    """
+    values = rows.flat_values
+    lengths = tf.cast(rows.row_lengths(), tf.int32)  # (n,)
+    old_starts = tf.cast(rows.row_starts(), tf.int32)
+    new_lengths = tf.maximum(lengths, 1)
+    new_limits = tf.cumsum(new_lengths)
+    new_starts = new_limits - new_lengths
+    total = tf.reduce_sum(new_lengths)
+    row = tf.cumsum(tf.scatter_nd(new_starts[1:, None], tf.ones_like(new_starts[1:]), total[None]))  # (total,)
+    source = tf.gather(old_starts, row) + tf.range(total) - tf.gather(new_starts, row)
+    padded = tf.concat([values, tf.zeros([1], values.dtype)], axis=0)  # never empty
+    filled = tf.where(tf.gather(lengths, row) > 0, tf.gather(padded, tf.minimum(source, tf.size(values))),
+                      tf.gather(tf.cast(fill, values.dtype), row))
+    return tf.RaggedTensor.from_row_splits(filled, tf.concat([[0], tf.cast(new_limits, tf.int64)], axis=0),
+                                           validate=False)
+
+
 def _trim_vocabulary(vocabulary, vocabulary_size, num_reserved):
     """Keeps the reserved tokens and every single character, then the first learned pieces."""
     reserved, learned = vocabulary[:num_reserved], vocabulary[num_reserved:]
@@ -332,17 +360,13 @@ class WordPieceTokenizer(keras.layers.Layer):
             pieces, starts, ends = self._wordpiece.tokenize_with_offsets(normalized)
         else:
             pieces = self._wordpiece.tokenize(normalized)
-        empty = tf.cast(pieces.row_lengths() == 0, tf.int64)
-
-        def append(values, fill):  # one more piece in each empty row
-            return tf.concat([values, tf.RaggedTensor.from_row_lengths(fill, empty)], axis=1)
-
-        pieces = append(pieces, tf.fill([tf.reduce_sum(empty)], tf.constant(self.unk_token_id, tf.int32)))
+        unknown = tf.fill(tf.shape(flat_words), tf.constant(self.unk_token_id, tf.int32))
+        pieces = fill_empty_rows(pieces, unknown)
         if not with_offsets:
             return pieces, None
         lengths = tf.cast(tf.strings.length(normalized), tf.int64)
-        at_end = tf.boolean_mask(lengths, empty > 0)
-        return pieces, (append(tf.cast(starts, tf.int64), at_end), append(tf.cast(ends, tf.int64), at_end), lengths)
+        starts, ends = (fill_empty_rows(tf.cast(offsets, tf.int64), lengths) for offsets in (starts, ends))
+        return pieces, (starts, ends, lengths)
 
     def word_starts(self, token_ids):
         """Whether each id begins a word (is not a ``##`` continuation piece); same shape as ``token_ids``."""

@@ -18,7 +18,7 @@ import warnings
 import keras
 
 CHECKPOINT_DIR = "checkpoint"  # keras.callbacks.BackupAndRestore's folder under --out
-CHECKPOINT_WEIGHTS = "latest.weights.h5"
+CHECKPOINT_WEIGHTS = "epoch-{epoch}.weights.h5"  # one file per epoch, see ResumableBackup
 CHECKPOINT_METADATA = "training_metadata.json"
 HISTORY_FILE = "history.csv"
 
@@ -142,27 +142,47 @@ def prepare_out_dir(out_dir, overwrite=False):
         shutil.rmtree(out_dir)
 
 
+def checkpoint_weights(out_dir, epoch):
+    """The weights file of the checkpoint after ``epoch`` epochs in ``out_dir``."""
+    return os.path.join(os.fspath(out_dir), CHECKPOINT_DIR, CHECKPOINT_WEIGHTS.format(epoch=epoch))
+
+
 def resumed_epoch(out_dir):
     """The epoch a run in ``out_dir`` resumes at: the epochs its checkpoint holds (0: no checkpoint)."""
-    path = os.path.join(os.fspath(out_dir), CHECKPOINT_DIR, CHECKPOINT_METADATA)
-    if not os.path.exists(os.path.join(os.fspath(out_dir), CHECKPOINT_DIR, CHECKPOINT_WEIGHTS)):
-        return 0
     try:
-        with open(path, encoding="utf-8") as f:
-            return int(json.load(f)["epoch"])
+        with open(os.path.join(os.fspath(out_dir), CHECKPOINT_DIR, CHECKPOINT_METADATA), encoding="utf-8") as f:
+            epoch = int(json.load(f)["epoch"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
+    return epoch if os.path.exists(checkpoint_weights(out_dir, epoch)) else 0
+
+
+def _replace_atomically(path, write):
+    """Calls ``write(partial)`` and then renames ``partial`` to ``path``: a kill leaves the old file or the new one."""
+    directory, name = os.path.split(path)
+    partial = os.path.join(directory, f"partial.{name}")  # same extension: Keras and NumPy check it
+    write(partial)
+    os.replace(partial, path)
 
 
 class ResumableBackup(keras.callbacks.BackupAndRestore):
-    """`keras.callbacks.BackupAndRestore` that also keeps the random state of the model's layers.
+    """`keras.callbacks.BackupAndRestore` whose checkpoint survives a kill at any instant, random state included.
 
-    Keras' checkpoint holds the weights, the optimizer and the epoch, but not
-    the state of the layers' `keras.random.SeedGenerator` (dropout masks): a
-    resumed run would draw the masks of epoch 1 again. Each checkpoint writes
-    those states to ``seed_states.EPOCH.npz`` first (the last two are kept, so
-    a kill between that file and the weights leaves the matching one), and the
-    restore puts back the one of the restored epoch.
+    Keras writes its checkpoint in place: a run killed while the weights file
+    is being written leaves a truncated file (``bad object header``) that no
+    restart can open, and one killed between the weights and the epoch file
+    resumes one epoch early with the later weights. Here each epoch's
+    checkpoint goes to new files, ``epoch-N.weights.h5`` (weights and
+    optimizer) and ``seed_states.N.npz`` (the state of the layers'
+    `keras.random.SeedGenerator`\ s, i.e. the dropout masks, which Keras does
+    not keep), each written under a temporary name and renamed; only then is
+    ``training_metadata.json`` replaced, atomically, by one naming epoch N, and
+    the files of older epochs deleted. Whenever the run dies, the metadata
+    names an epoch whose files are complete.
+
+    The weights are restored by `restore_checkpoint` (``fit_resumable`` calls
+    it before training, to refuse a checkpoint of another run clearly); this
+    callback restores the epoch and the random state.
 
     Args:
         backup_dir: str. The checkpoint folder (``OUT/checkpoint``).
@@ -177,10 +197,12 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
     def _seed_path(self, epoch):
         return os.path.join(self.backup_dir, f"seed_states.{epoch}.npz")
 
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        epoch = self.model._initial_epoch  # set by the restore; None without a checkpoint
-        if epoch and os.path.exists(self._seed_path(epoch)):
+    def _load_model(self):
+        epoch = resumed_epoch(os.path.dirname(self.backup_dir))
+        if not epoch:
+            return
+        self.model._initial_epoch = epoch
+        if os.path.exists(self._seed_path(epoch)):
             import numpy as np
 
             with np.load(self._seed_path(epoch)) as saved:
@@ -194,14 +216,20 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
 
         os.makedirs(self.backup_dir, exist_ok=True)
         epoch = self._current_epoch
-        partial = self._seed_path(epoch) + ".partial.npz"
-        np.savez(partial, **{f"state_{index}": keras.ops.convert_to_numpy(variable.value)
-                             for index, variable in enumerate(self._seed_states())})
-        os.replace(partial, self._seed_path(epoch))
-        super()._save_model()
+        states = {f"state_{index}": keras.ops.convert_to_numpy(variable.value)
+                  for index, variable in enumerate(self._seed_states())}
+        _replace_atomically(self._seed_path(epoch), lambda path: np.savez(path, **states))
+        weights = checkpoint_weights(os.path.dirname(self.backup_dir), epoch)
+        _replace_atomically(weights, lambda path: self.model.save_weights(path, overwrite=True))
+
+        def write_metadata(path):
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump({"epoch": epoch, "batch": 0}, f)
+
+        _replace_atomically(os.path.join(self.backup_dir, CHECKPOINT_METADATA), write_metadata)
+        keep = {os.path.basename(self._seed_path(epoch)), os.path.basename(weights), CHECKPOINT_METADATA}
         for name in os.listdir(self.backup_dir):
-            if name.startswith("seed_states.") and name not in (os.path.basename(self._seed_path(epoch)),
-                                                                os.path.basename(self._seed_path(epoch - 1))):
+            if name.startswith(("seed_states.", "epoch-")) and name not in keep:
                 os.remove(os.path.join(self.backup_dir, name))
 
 
@@ -279,12 +307,13 @@ class KeepBest(keras.callbacks.Callback):
         if self.best_score is not None and not score > self.best_score:
             return
         os.makedirs(self.directory, exist_ok=True)
-        partial = os.path.join(self.directory, "best.partial.weights.h5")
-        self.model.save_weights(partial)
-        os.replace(partial, os.path.join(self.directory, self.WEIGHTS))
-        with open(os.path.join(self.directory, self.STATE + ".partial"), "w", encoding="utf-8") as f:
-            json.dump({"epoch": epoch + 1, "score": score, "monitor": self.monitor}, f)
-        os.replace(os.path.join(self.directory, self.STATE + ".partial"), os.path.join(self.directory, self.STATE))
+        _replace_atomically(os.path.join(self.directory, self.WEIGHTS), self.model.save_weights)
+
+        def write_state(path):
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump({"epoch": epoch + 1, "score": score, "monitor": self.monitor}, f)
+
+        _replace_atomically(os.path.join(self.directory, self.STATE), write_state)
         self.best_epoch, self.best_score = epoch + 1, score
 
     def on_train_end(self, logs=None):
@@ -317,7 +346,7 @@ def restore_checkpoint(model, out_dir):
             fit ``model`` (a different command, preset or data wrote it); the
             message says how to proceed.
     """
-    path = os.path.join(os.fspath(out_dir), CHECKPOINT_DIR, CHECKPOINT_WEIGHTS)
+    path = checkpoint_weights(out_dir, resumed_epoch(out_dir))
     problem = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -168,16 +168,19 @@ def embed_batch(embedder, tokenizer, texts, sequence_length=SEQUENCE_LENGTH):
     Returns:
         dict of ``words``, ``starts``, ``ends`` (ragged ``(batch, words)``: the
         words of `tfpretrain.text.tokenize_with_offsets` and their byte
-        offsets), ``word_vectors`` (batch, words, dim; zero for a word cut by
-        truncation), ``sentence_vector`` (batch, hidden) and
-        ``num_words_truncated`` (batch,).
+        offsets), ``word_vectors`` (batch, kept words, dim: as many columns as
+        the batch's most words that fit in ``sequence_length``, at least 1;
+        zero beyond a text's kept words), ``sentence_vector`` (batch, hidden)
+        and ``num_words_truncated`` (batch,): the words of each text cut by
+        truncation, its last ones. The encoder runs on the batch's longest
+        text (`tfpretrain.models.bert.preprocessor.cut_padding`).
     """
-    from tfpretrain.text.packing import pack_words
-    from tfpretrain.text.tokenizer import tokenize_with_offsets
+    from tfpretrain.models.bert.preprocessor import cut_padding, encode_words
+    from tfpretrain.text.tokenizer import word_offsets, words_at
 
-    words, starts, ends = tokenize_with_offsets(texts)  # (batch, words)
-    packed = pack_words(tokenizer.tokenize_words(words), sequence_length,
-                        tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
-    outputs = embedder(packed)
+    starts, ends = word_offsets(texts)  # (batch, words)
+    words = words_at(texts, starts, ends)
+    packed, num_words_truncated = encode_words(tokenizer, words, sequence_length)
+    outputs = embedder(cut_padding(packed, sequence_length))
     return {"words": words, "starts": starts, "ends": ends, "word_vectors": outputs["word_vectors"],
-            "sentence_vector": outputs["sentence_vector"], "num_words_truncated": packed["num_words_truncated"]}
+            "sentence_vector": outputs["sentence_vector"], "num_words_truncated": num_words_truncated}

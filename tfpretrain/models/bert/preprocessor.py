@@ -76,15 +76,17 @@ def encode_words(tokenizer, words, sequence_length):
     return packed, packed.pop("num_words_truncated")
 
 
-def word_tags(tags, lengths, num_words_truncated, width, padding=PADDING_TOKEN):
+def word_tags(tag_ids, tags, lengths, num_words_truncated, width, padding=PADDING_TOKEN):
     """One tag per word: the predicted tag of each kept word, "O" for words cut by truncation, ``padding`` after.
 
     The rule for words that `encode_words` could not fit: they are tagged
     "O" (and counted), never dropped, so that every word of the input gets
-    a tag.
+    a tag. Integer ops and one string lookup: the graph converts to TFLite
+    builtins (on-device taggers run it).
 
     Args:
-        tags: string tensor (batch, slots): the tag predicted at each word slot.
+        tag_ids: int tensor (batch, slots): the tag id predicted at each word slot.
+        tags: list of str. ``tags[i]`` is tag id ``i``.
         lengths: int tensor (batch,): words per sentence.
         num_words_truncated: int tensor (batch,): words cut by truncation (from `encode_words`).
         width: int scalar: columns of the result (at least ``max(lengths)``).
@@ -95,15 +97,18 @@ def word_tags(tags, lengths, num_words_truncated, width, padding=PADDING_TOKEN):
 
     Example:
 
-    >>> word_tags(tf.constant([["B-PER", "O"]]), tf.constant([3]), tf.constant([1]), 4).numpy()
+    >>> word_tags(tf.constant([[1, 0]]), ["O", "B-PER"], tf.constant([3]), tf.constant([1]), 4).numpy()
     array([[b'B-PER', b'O', b'O', b'']], dtype=object)
     """
-    tags = tags[:, :width]
-    tags = tf.pad(tags, [[0, 0], [0, width - tf.shape(tags)[1]]], constant_values=padding)  # (batch, width)
+    tags = [str(tag) for tag in tags]
+    table = tf.constant(tags + ["O", padding], tf.string)
+    tag_ids = tf.cast(tag_ids, tf.int32)[:, :width]
+    tag_ids = tf.pad(tag_ids, [[0, 0], [0, width - tf.shape(tag_ids)[1]]])  # (batch, width)
     lengths = tf.cast(lengths, tf.int32)
     position = tf.range(width)[None, :]
     kept = (lengths - tf.cast(num_words_truncated, tf.int32))[:, None]
-    return tf.where(position < kept, tags, tf.where(position < lengths[:, None], "O", padding))
+    ids = tf.where(position < kept, tag_ids, tf.where(position < lengths[:, None], len(tags), len(tags) + 1))
+    return tf.gather(table, ids)
 
 
 def _cast(packed, input_dtypes):
@@ -132,6 +137,13 @@ def padded_length(padding_mask, sequence_length, static_shapes=False):
     return bucket_length(longest, DEFAULT_BUCKET_BOUNDARIES, sequence_length)
 
 
+def _first_columns(value, n):
+    """``value[..., :n]``; a bool tensor is sliced as int32 (TFLite's strided slice has no bool kernel)."""
+    if value.dtype != tf.bool:
+        return value[..., :n]
+    return tf.cast(tf.cast(value, tf.int32)[..., :n], tf.bool)
+
+
 def cut_padding(packed, sequence_length, static_shapes=False, gold=None):
     """Drops the padding columns that no example of the batch uses (see `padded_length`).
 
@@ -147,12 +159,12 @@ def cut_padding(packed, sequence_length, static_shapes=False, gold=None):
         ``packed`` cut, or ``(packed, gold)`` when ``gold`` is given.
     """
     length = padded_length(packed["padding_mask"], sequence_length, static_shapes)
-    cut = {name: value[..., :length] if name in PIECE_INPUTS else value for name, value in packed.items()}
+    cut = {name: _first_columns(value, length) if name in PIECE_INPUTS else value for name, value in packed.items()}
     if "word_mask" in packed:
-        words = length - 2 if static_shapes else tf.reduce_max(
-            tf.reduce_sum(tf.cast(packed["word_mask"], tf.int32), axis=-1))
+        words = length - 2 if static_shapes else tf.maximum(tf.reduce_max(  # at least one: no empty tensors
+            tf.reduce_sum(tf.cast(packed["word_mask"], tf.int32), axis=-1)), 1)
         for name in WORD_INPUTS:
-            cut[name] = packed[name][:, :words]
+            cut[name] = _first_columns(packed[name], words)
         if gold is not None:
             gold = gold[:, :words]
     return cut if gold is None else (cut, gold)

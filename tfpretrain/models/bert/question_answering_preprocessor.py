@@ -25,6 +25,10 @@ from its logits to the answer, used by training, evaluation and prediction
 - `build_squad_features` runs the preprocessor over `SquadQuestion`s once
   (`SquadFeatures`: aligned NumPy arrays, one row per window), `squad_dataset`
   feeds them to Keras, `decode_answers` turns logits into answer texts.
+- `single_context_byte_pieces`, `single_question_windows` and
+  `best_single_span` do the same for one (question, context) pair in UTF-8
+  bytes, with TFLite kernels only (dense tensors, no ragged, regex or Unicode
+  ops): the ``.tflite`` graph of `QuestionAnsweringModule.tflite_function`.
 
 Example:
 
@@ -564,3 +568,188 @@ def decode_answers(features, start_logits, end_logits, max_answer_length=30, n_b
             best = n_best[0] if n_best else {"answer": "", "start_char": 0, "end_char": 0, "score": None}
             answers.append({"id": question.id, **best, "n_best": n_best})
     return answers
+
+
+# ---------------------------------------------------------------------------------------------
+# One question at a time, in UTF-8 bytes, with TFLite kernels only
+#
+# The functions below compute what `QuestionAnsweringPreprocessor` and `decode_answer_spans` compute, for a
+# batch of one (question, context) pair, with dense integer tensors on a "position grid" (as
+# `tfpretrain.text.packing._combine`) instead of ragged, regex and Unicode ops, none of which has a TFLite
+# kernel. Offsets are UTF-8 byte offsets into the input context. They are what
+# `QuestionAnsweringModule.tflite_function` converts.
+
+
+def _utf8_next_character(text_bytes, offsets):
+    """The byte offset of the first character after the one that starts at each of ``offsets``.
+
+    A byte starts a character unless it is a continuation byte (``0b10xxxxxx``),
+    so a stray continuation byte of invalid UTF-8 is a character of its own.
+
+    Args:
+        text_bytes: int32 (bytes,): the bytes of one text (0..255).
+        offsets: int32 tensor of byte offsets in ``[0, bytes)``.
+
+    Returns:
+        int32, the shape of ``offsets``: the next character's first byte (``bytes`` after the last one).
+    """
+    num_bytes = tf.shape(text_bytes)[0]
+    starts = tf.not_equal(text_bytes // 64, 2)  # (bytes,): not 0b10xxxxxx
+    start_positions = tf.cast(tf.reshape(tf.where(starts), [-1]), tf.int32)  # (characters,)
+    start_positions = tf.concat([start_positions, tf.reshape(num_bytes, [1])], axis=0)
+    count = tf.cumsum(tf.cast(starts, tf.int32))  # (bytes,): characters starting at or before each byte
+    count = tf.concat([count, [0]], axis=0)  # never empty
+    index = tf.gather(count, tf.clip_by_value(offsets, 0, num_bytes))
+    return tf.gather(start_positions, tf.clip_by_value(index, 0, tf.shape(start_positions)[0] - 1))
+
+
+def single_context_byte_pieces(normalizer, wordpiece, context):
+    """The word pieces of one context and each piece's UTF-8 byte span in it, with TFLite kernels only.
+
+    The whole context is normalised at once by ``normalizer`` (a
+    `tf_text.FastBertNormalizer`, whose offsets map each normalised byte back
+    to the input) and split into words and pieces by ``wordpiece`` (the
+    `tf_text.FastWordpieceTokenizer` of a `tfpretrain.text.WordPieceTokenizer`,
+    which splits on whitespace and punctuation itself). A piece spans the
+    input characters its normalised bytes came from: from the first byte of
+    the character that made its first byte to the end of the character that
+    made its last byte, as `WordPieceTokenizer.tokenize_words_with_offsets`
+    counts characters. The pieces and spans are those of
+    `QuestionAnsweringPreprocessor.context_pieces` (in bytes) wherever
+    FastBertNormalizer normalises as BERT does: every Python ``str.isspace``
+    character separates words in both. They differ where FastBertNormalizer
+    does (see `tfpretrain.text.wordpiece`): control characters such as NUL,
+    DEL and U+0080-U+009F separate words here where BERT deletes them;
+    compatibility characters ("…", "ß", full-width letters) are decomposed;
+    U+FFFD and invalid UTF-8 are kept, their word becoming ``[UNK]``; and a
+    word that normalises to nothing (only control or format characters) has
+    no piece here where the exact path gives it an ``[UNK]``. The SQuAD v1.1
+    dev sample has none of these: all its 54 contexts and 810 questions get
+    the same pieces and spans.
+
+    Args:
+        normalizer: a `tf_text.FastBertNormalizer`.
+        wordpiece: a `tf_text.FastWordpieceTokenizer` (int32 ids).
+        context: string tensor (1,): one context (a batch of one).
+
+    Returns:
+        ``(pieces, start_bytes, end_bytes)``, each int32 (pieces,).
+    """
+    import tensorflow_text as tf_text
+
+    normalized, offsets = normalizer.normalize_with_offsets(context)  # (1,), ragged (1, normalised bytes + 1)
+    pieces, starts, ends = wordpiece.tokenize_with_offsets(normalized)  # ragged (1, pieces)
+    # A batch of one: a ragged tensor's flat values are its one row (no RaggedTensorToTensor: no uint8 kernel).
+    pieces = tf.cast(pieces.flat_values, tf.int32)  # (pieces,)
+    starts = tf.cast(starts.flat_values, tf.int32)
+    ends = tf.cast(ends.flat_values, tf.int32)
+    offsets = tf.concat([tf.cast(offsets.flat_values, tf.int32), [0]], axis=0)  # never empty
+    text_bytes = tf.cast(tf_text.ByteSplitter().split(context).flat_values, tf.int32)  # (bytes,)
+    last = tf.shape(offsets)[0] - 1
+    start_bytes = tf.gather(offsets, tf.clip_by_value(starts, 0, last))
+    last_char = tf.gather(offsets, tf.clip_by_value(ends - 1, 0, last))
+    end_bytes = tf.where(ends > starts, _utf8_next_character(text_bytes, last_char), start_bytes)
+    return pieces, start_bytes, end_bytes
+
+
+def single_question_windows(query, pieces, sequence_length, doc_stride, cls_token_id, sep_token_id,
+                            pad_token_id=0):
+    """The windows ``[CLS] query [SEP] context-window [SEP]`` of one question, on a dense position grid.
+
+    The same windows as `QuestionAnsweringPreprocessor` (`context_windows`,
+    `pack_segments`) for a batch of one, with dense int32 tensors only
+    (TFLite has no kernel for ``RaggedRange`` or ``RaggedGather``), and cut
+    to the longest window (the first) rather than padded to
+    ``sequence_length``. A piece's max-context window is scored with the
+    integer ``100 * min(left, right) + window size`` (exactly the order of
+    BERT's ``min + 0.01 * size``).
+
+    Args:
+        query: int32 (query pieces,), already cut to ``max_query_length``.
+        pieces: int32 (context pieces,).
+        sequence_length: int. The model's sequence length.
+        doc_stride: int. Pieces between window starts (capped at the window length).
+        cls_token_id, sep_token_id, pad_token_id: int.
+
+    Returns:
+        dict of ``token_ids``, ``segment_ids`` int32, ``padding_mask`` bool
+        (windows, length) with ``length <= sequence_length``; ``context``
+        bool (windows, length): the position holds a context piece;
+        ``piece`` int32 (windows, length): its index in ``pieces`` (0 elsewhere);
+        ``max_context`` bool (windows, length): this window is its max-context window.
+    """
+    query = tf.cast(query, tf.int32)
+    pieces = tf.cast(pieces, tf.int32)
+    query_length = tf.shape(query)[0]
+    num_pieces = tf.shape(pieces)[0]
+    window_length = int(sequence_length) - query_length - 3
+    stride = tf.maximum(1, tf.minimum(int(doc_stride), window_length))
+    num_windows = 1 + tf.maximum(0, -((window_length - num_pieces) // stride))  # 1 + ceil((n - length) / stride)
+    first = tf.range(num_windows)[:, None] * stride  # (windows, 1)
+    size = tf.maximum(0, tf.minimum(window_length, num_pieces - first))  # (windows, 1)
+    length = query_length + 3 + tf.reduce_max(size)  # the longest window
+    position = tf.range(length)[None, :]  # (1, length)
+    offset = query_length + 2  # the first context position
+    slot = position - offset  # (1, length)
+    context = (slot >= 0) & (slot < size)  # (windows, length)
+    piece = tf.where(context, first + slot, 0)
+    padded_pieces = tf.concat([pieces, [pad_token_id]], axis=0)  # never empty
+    padded_query = tf.concat([query, [pad_token_id]], axis=0)
+    query_token = tf.gather(padded_query, tf.clip_by_value(position - 1, 0, query_length))
+    context_end = offset + size  # (windows, 1): the final [SEP]
+    token_ids = tf.where(context, tf.gather(padded_pieces, piece), pad_token_id)
+    token_ids = tf.where((position >= 1) & (position <= query_length), query_token, token_ids)
+    token_ids = tf.where((position == query_length + 1) | (position == context_end), sep_token_id, token_ids)
+    token_ids = tf.where(position == 0, cls_token_id, token_ids)
+    # where, not a cast of the condition: the converter folds the embedding's ``ids < 0`` check on a cast bool
+    # into a bool zeros_like, which TFLite has no kernel for.
+    segment_ids = tf.where((position >= offset) & (position <= context_end), 1, 0)
+    padding_mask = position <= context_end
+    # The window where each piece has the most context on both sides (the first on ties), BERT's _check_is_max_context.
+    score = 100 * tf.minimum(slot, size - 1 - slot) + size  # (windows, length)
+    segment = tf.reshape(tf.where(context, piece, num_pieces), [-1])  # other positions: segment num_pieces
+    flat_score = tf.reshape(tf.where(context, score, -1), [-1])
+    best_score = tf.math.unsorted_segment_max(flat_score, segment, num_pieces + 1)
+    window = tf.broadcast_to(tf.range(num_windows)[:, None], tf.shape(score))
+    is_best = tf.reshape(context & (score == tf.reshape(tf.gather(best_score, segment), tf.shape(score))), [-1])
+    best_window = tf.math.unsorted_segment_min(tf.where(is_best, tf.reshape(window, [-1]), num_windows), segment,
+                                               num_pieces + 1)
+    max_context = context & (tf.reshape(tf.gather(best_window, segment), tf.shape(score)) == window)
+    return {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask, "context": context,
+            "piece": piece, "max_context": max_context}
+
+
+def best_single_span(start_logits, end_logits, start_mask, end_mask, max_answer_length=30):
+    """The best valid span over the windows of one question, dense float32 (TFLite builtins only).
+
+    `best_spans` with ``n_best_size=1`` and one question: valid spans are
+    ``start <= end < start + max_answer_length`` with both masks set, scored
+    by ``start_logits[start] + end_logits[end]`` (summed in float32 here);
+    ties go to the first window, the first start, the shortest span.
+
+    Args:
+        start_logits, end_logits: float (windows, length), any length.
+        start_mask, end_mask: bool (windows, length).
+        max_answer_length: int.
+
+    Returns:
+        ``(score, window, start, end)``: scalar float32 score (-inf when no
+        span is valid) and int32 window and positions (0 when none is).
+    """
+    start_logits = tf.where(start_mask, tf.cast(start_logits, tf.float32), -np.inf)
+    end_logits = tf.where(end_mask, tf.cast(end_logits, tf.float32), -np.inf)
+    length = tf.shape(start_logits)[1]
+    width = max(1, int(max_answer_length))
+    ends = tf.range(length)[:, None] + tf.range(width)[None, :]  # (length, width)
+    end_scores = tf.gather(end_logits, tf.minimum(ends, length - 1), axis=1)  # (windows, length, width)
+    end_scores = tf.where(tf.expand_dims(ends < length, 0), end_scores, -np.inf)
+    # expand_dims, not [:, :, None]: TFLite's strided slice has no new-axis mask
+    scores = tf.reshape(tf.expand_dims(start_logits, 2) + end_scores, [-1])  # (windows * length * width,)
+    scores = tf.concat([scores, [-np.inf]], axis=0)  # never empty
+    best = tf.cast(tf.argmax(scores, output_type=tf.int32), tf.int32)
+    score = tf.gather(scores, best)
+    found = score > -np.inf
+    best = tf.where(found, best, 0)
+    window, rest = best // (length * width), best % (length * width)
+    start = rest // width
+    return score, window, start, start + rest % width

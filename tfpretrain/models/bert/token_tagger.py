@@ -125,6 +125,9 @@ def build_token_tagger(encoder, tags, crf=False, constraint=None, dropout=0.1, s
             potentials, mask=word_mask
         )  # (batch, words)
     else:
-        tag_ids = ops.where(word_mask, ops.argmax(potentials, axis=-1), 0)
+        # top_k rather than argmax: Keras' argmax bitcasts floats (a flush-to-zero fix), which TFLite has no
+        # kernel for; the index is the same (the first of equal scores).
+        best = ops.top_k(potentials, k=1)[1][..., 0]
+        tag_ids = ops.where(word_mask, best, 0)
         tag_ids = ops.cast(tag_ids, "int32")  # (batch, words)
     return BertTokenTagger(inputs, {"tag_ids": tag_ids, "potentials": potentials}, name=name)
