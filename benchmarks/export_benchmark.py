@@ -716,17 +716,37 @@ def qa_part(args, work, data):
     spans = {name: result.get("_predicted") for name, result in results.items()}
     add_agreement(results, "answer", "savedmodel")
     identity = {"reference": "the SavedModel's serving_default, one question at a time", "questions": len(pairs)}
+    # The .tflite file normalises with FastBertNormalizer (BERT's exact normaliser has no TFLite kernel): on
+    # questions whose pieces differ between the two, its answers may differ; counted apart.
+    same_pieces = normalisers_agree(qa_dir, pairs)
+    identity["questions_same_pieces"] = sum(same_pieces)
     if spans.get("savedmodel") is not None:
         shown = [f"{q} || {c[:80]}..." for q, c in pairs]
         for name in ("tflite_float", "tflite_int8"):
             count, examples = mismatches(spans["savedmodel"], spans.get(name), shown)
             diffs = [abs(a - b) for a, b in zip(logits["savedmodel"], logits.get(name, []))
                      if not (math.isnan(a) or math.isnan(b))]
+            on_same = None if spans.get(name) is None else sum(
+                a != b for a, b, same in zip(spans["savedmodel"], spans[name], same_pieces) if same)
             identity[name] = {"questions_differing": count, "examples": examples,
+                              "questions_differing_with_the_same_pieces": on_same,
                               "max_score_difference": max(diffs) if diffs else None}
     return {"model_dir": str(qa_dir), "quality_metric": "f1", "quality_scale": 100, **info,
             "dev_examples": len(pairs), "identity_vs_savedmodel": identity,
             "exports": {k: str(v) for k, v in exported.items()}, "paths": results}
+
+
+def normalisers_agree(model_dir, pairs):
+    """Per (question, context): whether FastBertNormalizer (the .tflite files') and BERT's exact normaliser (the
+    SavedModel's) give the same word pieces for both texts."""
+    from tfpretrain.export.saved_model import fast_normalizing
+    from tfpretrain.models.task_model import load_task_model
+
+    exact = load_task_model(str(model_dir))[1]
+    fast = fast_normalizing(exact)
+    texts = sorted({text for pair in pairs for text in pair})
+    same = dict(zip(texts, (a == b for a, b in zip(exact(texts).to_list(), fast(texts).to_list()))))
+    return [same[question] and same[context] for question, context in pairs]
 
 
 # ---------------------------------------------------------------------------
@@ -750,6 +770,10 @@ def identity_targets(model):
         count = model["identity_vs_savedmodel"].get("tflite_float", {}).get("questions_differing")
         out.append((f"{LABELS['tflite_float']} answers = SavedModel's, dev questions differing (0 of "
                     f"{model['identity_vs_savedmodel']['questions']})", count,
+                    "n/a" if count is None else str(count), None if count is None else count == 0))
+        same = model["identity_vs_savedmodel"].get("questions_same_pieces")
+        count = model["identity_vs_savedmodel"].get("tflite_float", {}).get("questions_differing_with_the_same_pieces")
+        out.append((f"  of them where both normalisers give the same pieces (0 of {same})", count,
                     "n/a" if count is None else str(count), None if count is None else count == 0))
     return out
 

@@ -101,22 +101,28 @@ class TfliteModel:
     text) falls back to the builtin kernels for good, the failed text
     answered again there; ``uses_xnnpack`` says which runs.
 
+    ``num_threads`` (default: every core this process may use, as
+    TensorFlow does; LiteRT's own default is one) is the interpreter's
+    thread count: MiniLM at batch 1 on 2 cores, 3.9 ms with 2 against 5.1 ms.
+
     Calling it with a list of texts (a string or bytes, or a tuple of them for
     models with several inputs, in the order of ``input_names``) returns one
     dict of numpy outputs per text, shaped as the SavedModel's batch rows.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, num_threads=None):
         import tensorflow_text as tf_text
         from ai_edge_litert import interpreter as litert
 
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such .tflite file")
+        if num_threads is None:  # LiteRT's default is one thread; TensorFlow (the SavedModel) uses every core
+            num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
         def interpreter(resolver):
             return litert.InterpreterWithCustomOps(
                 model_path=os.fspath(path), custom_op_registerers=tf_text.tflite_registrar.SELECT_TFTEXT_OPS,
-                experimental_op_resolver_type=resolver)
+                experimental_op_resolver_type=resolver, num_threads=int(num_threads))
 
         def runner(resolver):
             self.interpreter = interpreter(resolver)
