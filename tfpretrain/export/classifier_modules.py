@@ -11,7 +11,15 @@ faster (MiniLM on SST-2 at batch 1: 4x).
 
 import tensorflow as tf
 
-from tfpretrain.export.saved_model import cast_inputs, check_batch, fast_normalizing, pad_width, serve_any_batch, spec
+from tfpretrain.export.saved_model import (
+    cast_inputs,
+    check_batch,
+    check_same_batch,
+    fast_normalizing,
+    pad_width,
+    serve_any_batch,
+    spec,
+)
 from tfpretrain.models.bert.preprocessor import cut_padding, encode_texts
 from tfpretrain.models.gpt.preprocessor import encode_gpt_inputs, sequence_layout
 from tfpretrain.text.task_readers import TEXT_TASKS
@@ -60,8 +68,9 @@ class _ClassifierModule(tf.Module):
         return serve_any_batch(lambda *padded: self._classify_with(self.tokenizer, padded), *columns)
 
     def _checked(self, columns):
-        return [check_batch(c, column.name) if column.shape.rank == 1 else c
-                for c, column in zip(columns, self.classify.input_signature)]
+        columns = [check_batch(c, column.name) if column.shape.rank == 1 else c
+                   for c, column in zip(columns, self.classify.input_signature)]
+        return check_same_batch(columns, [column.name for column in self.classify.input_signature])
 
     def _classify_with(self, tokenizer, columns):
         columns = self._checked(columns)

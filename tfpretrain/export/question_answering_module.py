@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from tfpretrain.export.saved_model import cast_inputs, check_batch, fast_normalizing, spec
+from tfpretrain.export.saved_model import cast_inputs, check_batch, check_same_batch, fast_normalizing, spec
 from tfpretrain.models.bert.question_answering_preprocessor import (
     QuestionAnsweringPreprocessor,
     best_single_span,
@@ -97,7 +97,8 @@ class QuestionAnsweringModule(tf.Module):
                 "score": tf.where(found, tf.cast(score, tf.float32), float("nan"))}
 
     def _answer(self, question, context):
-        question, context = check_batch(question, "question"), check_batch(context, "context")
+        question, context = check_same_batch([check_batch(question, "question"), check_batch(context, "context")],
+                                             ["question", "context"])
         windows = self.preprocessor(question, context)
         # The model reads the batch's longest window, not sequence_length pieces: padding is masked, so the logits
         # of the real positions are the same; padding positions get the model's own -1e9 back.

@@ -29,6 +29,23 @@ def check_batch(texts, name="texts"):
         return tf.identity(texts)
 
 
+def check_same_batch(inputs, names):
+    """``inputs`` unchanged, after a run-time check that they all have the batch size of the first.
+
+    Called before anything reads them: tensorflow-text's trimmers abort the
+    whole process (a C++ ``std::length_error``) on segments of different
+    batch sizes, where this raises an ``InvalidArgumentError`` naming the inputs.
+    """
+    inputs = list(inputs)
+    if len(inputs) < 2:
+        return inputs
+    sizes = tf.stack([tf.shape(x)[0] for x in inputs])
+    same = tf.reduce_all(tf.equal(sizes, sizes[0]))
+    with tf.control_dependencies([tf.debugging.Assert(same, [
+            f"{', '.join(names)} must hold one entry per example each (the same batch size); got sizes", sizes])]):
+        return [tf.identity(x) for x in inputs]
+
+
 def serve_any_batch(function, *inputs):
     """``function(*inputs)`` (a dict of batch-major outputs), an empty batch included.
 
