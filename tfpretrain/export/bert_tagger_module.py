@@ -80,10 +80,11 @@ class BertTaggerModule(tf.Module):
 
     def _tag_texts(self, texts, tokenizer=None):
         texts = check_batch(texts)
-        packed, num_words_truncated = encode_words(tokenizer or self.tokenizer, words_at(texts, *word_offsets(texts)),
+        offsets = word_offsets(texts)  # ragged (batch, words)
+        packed, num_words_truncated = encode_words(tokenizer or self.tokenizer, words_at(texts, *offsets),
                                                    self.sequence_length)
         tag_ids = self._tag_ids_of(cut_padding(packed, self.sequence_length))  # (batch, kept words)
-        starts, ends, lengths = dense_word_offsets(texts)  # (batch, words)
+        starts, ends, lengths = dense_word_offsets(texts, offsets=offsets)  # (batch, words)
         return {"words": words_at(texts, starts, ends), "starts": starts, "ends": ends, "lengths": lengths,
                 "tags": word_tags(tag_ids, self.tags, lengths, num_words_truncated, tf.shape(starts)[1]),
                 "num_words_truncated": tf.cast(num_words_truncated, tf.int32)}

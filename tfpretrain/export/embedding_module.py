@@ -62,7 +62,7 @@ class EmbeddingModule(tf.Module):
     def _embed_texts(self, texts, tokenizer=None):
         texts = check_batch(texts)
         outputs = embed_batch(self.embedder, tokenizer or self.tokenizer, texts, self.sequence_length)
-        starts, ends, lengths = dense_word_offsets(texts)  # (batch, words)
+        starts, ends, lengths = dense_word_offsets(texts, offsets=(outputs["starts"], outputs["ends"]))
         width = tf.shape(starts)[1]
         vectors = tf.cast(outputs["word_vectors"], tf.float32)[:, :width]  # (batch, kept words, dim)
         return {

@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from tfpretrain.export.saved_model import cast_inputs, check_batch, check_same_batch, fast_normalizing, spec
+from tfpretrain.models.bert.preprocessor import PIECE_INPUTS, cut_padding
 from tfpretrain.models.bert.question_answering_preprocessor import (
     QuestionAnsweringPreprocessor,
     best_single_span,
@@ -100,12 +101,11 @@ class QuestionAnsweringModule(tf.Module):
         question, context = check_same_batch([check_batch(question, "question"), check_batch(context, "context")],
                                              ["question", "context"])
         windows = self.preprocessor(question, context)
-        # The model reads the batch's longest window, not sequence_length pieces: padding is masked, so the logits
-        # of the real positions are the same; padding positions get the model's own -1e9 back.
-        inputs = {key: windows[key] for key in ("token_ids", "segment_ids", "padding_mask")}
-        length = tf.maximum(1, tf.reduce_max(tf.reduce_sum(tf.cast(windows["padding_mask"], tf.int32), axis=1)))
-        start_logits, end_logits = self._logits({key: value[:, :length] for key, value in inputs.items()})
-        pad = [[0, 0], [0, self.sequence_length - length]]
+        # The model reads the batch's longest window (`cut_padding`), not sequence_length pieces: padding is
+        # masked, so the logits of the real positions are the same; padding positions get the model's own -1e9 back.
+        inputs = cut_padding({key: windows[key] for key in PIECE_INPUTS}, self.sequence_length)
+        start_logits, end_logits = self._logits(inputs)
+        pad = [[0, 0], [0, self.sequence_length - tf.shape(inputs["token_ids"])[1]]]
         start_logits = tf.ensure_shape(tf.pad(start_logits, pad, constant_values=-1e9), [None, self.sequence_length])
         end_logits = tf.ensure_shape(tf.pad(end_logits, pad, constant_values=-1e9), [None, self.sequence_length])
         spans = decode_answer_spans(start_logits, end_logits, windows, tf.shape(question)[0], self.max_answer_length)

@@ -45,7 +45,7 @@ def word_offsets(texts):
     return tf.cast(starts, tf.int32), tf.cast(ends, tf.int32)
 
 
-def dense_word_offsets(texts, max_words=None):
+def dense_word_offsets(texts, max_words=None, offsets=None):
     """The words' byte offsets as dense int32 ``(batch, words)`` tensors, and each text's word count.
 
     Returns ``(starts, ends, num_words)``: offsets ``(0, 0)`` beyond a text's
@@ -53,9 +53,11 @@ def dense_word_offsets(texts, max_words=None):
     empty: TFLite's XNNPACK delegate rejects those), at most ``max_words``
     (``num_words`` still counts every word, so that callers can report the
     cut ones). Dense offsets first, then `words_at`: the ops TFLite has
-    kernels for (a ragged string tensor made dense has none).
+    kernels for (a ragged string tensor made dense has none). ``offsets``:
+    the ragged ``(starts, ends)`` of `word_offsets` when the caller has them
+    already (the split is not run twice).
     """
-    starts, ends = word_offsets(texts)
+    starts, ends = word_offsets(texts) if offsets is None else offsets
     num_words = tf.cast(starts.row_lengths(), tf.int32)
 
     def dense(offsets):

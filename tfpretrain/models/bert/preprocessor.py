@@ -131,7 +131,8 @@ def padded_length(padding_mask, sequence_length, static_shapes=False):
     >>> padded_length(tf.constant([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0]]), 5).numpy()
     3
     """
-    longest = tf.reduce_max(tf.reduce_sum(tf.cast(padding_mask, tf.int32), axis=-1))
+    # At least 1: an empty batch (a served signature's) still gets a well-formed, non-empty width.
+    longest = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(padding_mask, tf.int32), axis=-1)), 1)
     if not static_shapes:
         return longest
     return bucket_length(longest, DEFAULT_BUCKET_BOUNDARIES, sequence_length)
