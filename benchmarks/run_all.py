@@ -7,6 +7,7 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 BENCHMARKS = [
     "crf_benchmark.py", "tagger_benchmark.py",  # CRF and the ELMo-style tagger
+    "feature_tagger.py",  # the tagger on a frozen MiniLM's layers against flair
     "wordpiece_benchmark.py", "input_pipeline_benchmark.py",  # tf.data text pipelines
     "bert_mlm_benchmark.py", "bert_finetune_benchmark.py",  # BERT
     "hf_finetune_peer.py", "finetune_recipe_benchmark.py",  # fine-tuning against Hugging Face; ULMFiT's recipe

@@ -160,17 +160,44 @@ def run_pretrain_bilm(args):
 
 
 def add_train_tagger(commands):
-    p = commands.add_parser("train-tagger", help="train a CRF sequence tagger (optionally with a pretrained BiLM)")
+    p = commands.add_parser("train-tagger", help="train a CRF sequence tagger (optionally on a pretrained encoder "
+                                                 "or BiLM)")
     p.add_argument("--train", dest="train_path", required=True, metavar="FILE")
     p.add_argument("--dev", dest="dev_path", required=True, metavar="FILE")
     _add_data_format(p)
+    p.add_argument("--encoder", dest="encoder_dir", metavar="DIR",
+                   help="a pretrained directory whose layers feed the tagger: BERT (import-hf, pretrain-bert, "
+                        "finetune; frozen, features computed once) or a BiLM (pretrain-bilm)")
+    p.add_argument("--layers", choices=("last", "second_to_last", "sum_last_four", "concat_last_four", "scalar_mix"),
+                   default="last", help="which encoder layers make a word's features (default: last; "
+                                        "concat_last_four is the BERT paper's best feature-based NER setup)")
+    p.add_argument("--inject", choices=("input", "top"), default="input",
+                   help="input: features join the word and character vectors (ELMo, flair); top: after the first "
+                        "BiLSTM (TagLM)")
+    p.add_argument("--subword-pooling", choices=("first", "mean"), default="first",
+                   help="a word's features from its first word piece or the mean of its pieces")
+    p.add_argument("--no-char-cnn", dest="use_chars", action="store_false", help="leave out the character CNN")
+    p.add_argument("--no-word-embeddings", dest="use_words", action="store_false",
+                   help="leave out the trained word embeddings")
+    p.add_argument("--fine-tune-encoder", action="store_true",
+                   help="train the encoder too (no feature cache; slower)")
+    p.add_argument("--encoder-learning-rate", type=positive_float, default=5e-5,
+                   help="the encoder's rate with --fine-tune-encoder")
+    p.add_argument("--sequence-length", type=positive_int, default=None,
+                   help="word pieces per sentence (default: the encoder's maximum, up to 512)")
+    p.add_argument("--cache", choices=("auto", "memory", "disk"), default="auto",
+                   help="where the frozen features are kept (auto: memory when they take at most half of it)")
+    p.add_argument("--cache-dtype", choices=("float32", "float16"), default="float32")
+    p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+                   help="the learning rate decays to 0 over the epochs (cosine) or stays")
     p.add_argument("--bilm", dest="bilm_dir", metavar="DIR", help="a directory written by pretrain-bilm")
     p.add_argument("--bilm-mode", dest="language_model_mode", choices=("top", "scalar_mix"), default="top",
                    help="top: TagLM (LM top layer after the first BiLSTM); scalar_mix: ELMo at the input")
     p.add_argument("--epochs", type=positive_int, default=10)
     p.add_argument("--preset", default="small", help="tiny, small or base")
     p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--learning-rate", type=positive_float, default=3e-3)
+    p.add_argument("--learning-rate", type=positive_float, default=None,
+                   help="Adam's peak rate (default: 1e-3 with a BERT --encoder, else 3e-3)")
     p.add_argument("--constraint", choices=("auto", "none", "BIO", "IOBES"), default="auto",
                    help="forbid invalid tag transitions in the CRF (auto: from the tag set)")
     _add_accelerator(p, bucketed=True)

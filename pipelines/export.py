@@ -15,7 +15,12 @@ def ids_only(module, signatures):
     the module's Keras layers (their weights) and the token-id signature only,
     so it loads with plain TensorFlow.
     """
-    (name,) = [key for key in signatures if key != "serving_default"]
+    names = [key for key in signatures if key != "serving_default"]
+    if not names:
+        raise ValueError("this model has no token-id signature: a tagger on an encoder's features reads word "
+                         "pieces and words together, which only its raw-text signature packs; export it without "
+                         "--ids-only")
+    (name,) = names
     holder = tf.Module()
     holder.layers = [value for value in vars(module).values() if isinstance(value, keras.layers.Layer)]
     return holder, {"serving_default": signatures[name]}

@@ -266,6 +266,21 @@ def test_predict_gives_the_same_answers_from_keras_savedmodel_and_tflite(work, u
 
 
 @pytest.mark.slow
+def test_a_bilm_named_by_encoder_trains_the_tagger_bilm_trains(work, bilm):
+    """--encoder finds the BiLM from the directory: TagLM is --layers last --inject top, the same model as --bilm."""
+    common = ("train-tagger", "--train", work["conllu_train"], "--dev", work["conllu_dev"], "--format", "conllu",
+              "--column", "upos", "--epochs", 1, "--batch-size", 16, "--preset", "tiny")
+    by_bilm = json.loads(cli(*common, "--bilm", bilm, "--out", work["root"] / "by_bilm").stdout.splitlines()[-1])
+    by_encoder = json.loads(cli(*common, "--encoder", bilm, "--layers", "last", "--inject", "top",
+                                "--out", work["root"] / "by_encoder").stdout.splitlines()[-1])
+    assert by_encoder["accuracy"] == pytest.approx(by_bilm["accuracy"], abs=1e-9)
+    refused = cli(*common, "--encoder", bilm, "--layers", "concat_last_four", "--out", work["root"] / "refused",
+                  check=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "is a BiLM" in refused.stderr and "--layers scalar_mix --inject input" in refused.stderr
+
+
+@pytest.mark.slow
 def test_train_on_iob2_without_bilm(work):
     out = work["root"] / "ner"
     train = write_slice(work["iob2"], work["root"] / "ner_train.iob2", 300)

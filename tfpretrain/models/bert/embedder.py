@@ -130,9 +130,14 @@ class BertEmbedder(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
+        return from_encoder_config(cls, config)
+
+
+def from_encoder_config(cls, config):
+    """``cls(**config)`` with ``config["encoder"]`` deserialised: ``from_config`` of a layer that wraps an encoder."""
+    config = dict(config)
+    config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+    return cls(**config)
 
 
 def load_embedder(model_dir, combination="last", sentence_pooling="mean", sequence_length=SEQUENCE_LENGTH):

@@ -1,7 +1,7 @@
 """Scoring a CharCNN / BiLM / CRF tagger on gold sentences, through the same graph that serves it.
 
 The sentences' tokens go through the tagger's `TaggingPreprocessor` and
-`TaggingModule.tag_ids` (the CRF decoded in the graph), so the scores are
+`TaggingModule.tag_features` (the CRF decoded in the graph), so the scores are
 those of what ``tfpretrain tag``, the SavedModel and the ``.tflite`` file answer.
 
 Example:
@@ -26,7 +26,7 @@ def predict_tags(module, sentences, batch_size=64):
         width = max(1, max(len(sentences[i].tokens) for i in indices))
         tokens = [list(sentences[i].tokens) + [""] * (width - len(sentences[i].tokens)) for i in indices]
         features = module.preprocessor(tf.constant(tokens, dtype=tf.string))
-        tags = module.tag_ids(features["word_ids"], features["char_ids"])["tags"].numpy()
+        tags = module.tag_features(features)["tags"].numpy()
         for row, i in enumerate(indices):
             predictions[i] = [t.decode("utf-8") for t in tags[row, : len(sentences[i].tokens)]]
     return predictions

@@ -160,6 +160,71 @@ class TaggingPreprocessor(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="tfpretrain")
+class EncoderTaggingPreprocessor(TaggingPreprocessor):
+    """A `TaggingPreprocessor` that also packs each sentence's words into a BERT encoder's word pieces.
+
+    Its outputs are the tagger's ``word_ids`` and ``char_ids`` plus
+    ``token_ids``, ``segment_ids``, ``padding_mask`` (batch, pieces) and
+    ``word_positions``, ``word_mask`` (batch, slots), int32, packed by
+    `tfpretrain.models.bert.preprocessor.encode_words` (one slot per word,
+    read at its pieces) and cut to the batch's longest sentence
+    (`tfpretrain.models.bert.preprocessor.cut_padding`): what
+    `tfpretrain.models.tagger.features.EncoderFeatures` reads. Words beyond
+    ``sequence_length`` pieces get no slot; their encoder features are zero
+    and the tagger still tags them from its other features.
+
+    Args:
+        word_vocabulary, tags, max_chars_per_token, lowercase: as `TaggingPreprocessor`.
+        tokenizer: the encoder's `tfpretrain.text.WordPieceTokenizer`.
+        sequence_length: int. Pieces per sentence, ``[CLS]`` and ``[SEP]`` included.
+
+    Example:
+
+    >>> encoder, tokenizer = tfpretrain.models.bert.load_bert("runs/minilm")
+    >>> pre = EncoderTaggingPreprocessor(["the"], ["O", "B-PER"], tokenizer, 128)
+    >>> sorted(pre(tf.constant([["The", "cat"]])))
+    ['char_ids', 'padding_mask', 'segment_ids', 'token_ids', 'word_ids', 'word_mask', 'word_positions']
+    """
+
+    def __init__(self, word_vocabulary, tags, tokenizer, sequence_length, **kwargs):
+        super().__init__(word_vocabulary, tags, **kwargs)
+        if isinstance(tokenizer, dict):  # from a config
+            tokenizer = keras.saving.deserialize_keras_object(tokenizer)
+        self.tokenizer = tokenizer
+        self.sequence_length = int(sequence_length)
+        if self.sequence_length < 3:
+            raise ValueError(f"sequence_length must be at least 3 ([CLS], a piece, [SEP]); got {sequence_length}")
+
+    def call(self, tokens):
+        features = super().call(tokens)
+        features.update(self.encoder_inputs(tokens))
+        return features
+
+    def with_tokenizer(self, tokenizer):
+        """The same preprocessor with another tokenizer (e.g. one with a TFLite-convertible normaliser)."""
+        config = self.get_config()
+        config["tokenizer"] = tokenizer
+        return EncoderTaggingPreprocessor.from_config(config)
+
+    def encoder_inputs(self, tokens):
+        """Dense tokens (batch, time), padded with "" -> the encoder's packed int32 inputs."""
+        from tfpretrain.models.bert.preprocessor import cut_padding, encode_words
+
+        if isinstance(tokens, tf.RaggedTensor):
+            tokens = tokens.to_tensor(default_value=PADDING_TOKEN)
+        tokens = tf.convert_to_tensor(tokens, dtype=tf.string)
+        words = tf.RaggedTensor.from_tensor(tokens, padding=PADDING_TOKEN)
+        packed, _ = encode_words(self.tokenizer, words, self.sequence_length)
+        return {name: tf.cast(value, tf.int32) for name, value in cut_padding(packed, self.sequence_length).items()}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(tokenizer=keras.saving.serialize_keras_object(self.tokenizer),
+                      sequence_length=self.sequence_length)
+        return config
+
+
 def _sentence_slicer(*sequence_lists):
     """index -> a tuple of 1-D string tensors, sliced in the graph from flat constants."""
     lengths = np.array([len(s) for s in sequence_lists[0]], dtype=np.int64)
@@ -180,6 +245,7 @@ def tagging_dataset(
     seed=None,
     bucket_boundaries=DEFAULT_BUCKET_BOUNDARIES,
     static_shapes=False,
+    features=None,
 ):
     """Batches of ``({"word_ids", "char_ids"}, tag_ids)`` from tagged sentences.
 
@@ -200,6 +266,11 @@ def tagging_dataset(
             TPUs (`tfpretrain.text.buckets`); the rows that fill a bucket's
             last batch have tag ids -1 throughout, so that the loss and the
             metrics ignore them.
+        features: a `tfpretrain.models.tagger.features.FeatureCache` of
+            ``sentences`` or None. With a cache, each batch carries its rows as
+            ``"features"`` (batch, time, K, dim) float32 (0 at padding) in place of
+            the encoder's packed inputs: the input of a feature tagger's head
+            (`tfpretrain.models.tagger.build_tagger` with ``features``).
 
     Example:
 
@@ -209,14 +280,25 @@ def tagging_dataset(
     dataset = tf.data.Dataset.range(len(sentences))
     if shuffle:
         dataset = dataset.shuffle(max(1, len(sentences)), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.map(_sentence_slicer([s.tokens for s in sentences], [s.tags for s in sentences]))
+    slicer = _sentence_slicer([s.tokens for s in sentences], [s.tags for s in sentences])
+    padding = (PADDING_TOKEN, PADDING_TOKEN)
+    if features is None:
+        dataset = dataset.map(slicer)
+    else:
+        if features.num_sentences != len(sentences):
+            raise ValueError(f"the feature cache holds {features.num_sentences} sentences, not {len(sentences)}")
+        dataset = dataset.map(lambda i: slicer(i) + (features.lookup(i),))
+        padding += (0.0,)
     longest = max((len(s.tokens) for s in sentences), default=1)
-    dataset = bucket_by_length(dataset, batch_size, bucket_boundaries, (PADDING_TOKEN, PADDING_TOKEN),
-                               static_shapes, sequence_length=longest)
-    dataset = dataset.map(
-        lambda real, t, g: (preprocessor(t), tf.where(real[:, None], preprocessor.tag_ids(g), -1)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
+    dataset = bucket_by_length(dataset, batch_size, bucket_boundaries, padding, static_shapes, sequence_length=longest)
+
+    def prepare(real, tokens, tags, *cached):
+        inputs = TaggingPreprocessor.call(preprocessor, tokens) if cached else preprocessor(tokens)
+        if cached:
+            inputs["features"] = cached[0]
+        return inputs, tf.where(real[:, None], preprocessor.tag_ids(tags), -1)
+
+    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

@@ -33,6 +33,8 @@ def load_tagger(directory):
     """
     # The modules whose serialisable classes a tagger's .keras file names (importing them registers them).
     import tfpretrain.layers  # noqa: F401
+    import tfpretrain.models.bert  # noqa: F401
+    import tfpretrain.text.wordpiece  # noqa: F401
     import tfpretrain.models.bilm  # noqa: F401
     import tfpretrain.models.tagger  # noqa: F401
     import tfpretrain.training.metrics  # noqa: F401
