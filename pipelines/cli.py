@@ -188,8 +188,9 @@ def add_train_tagger(commands):
     p.add_argument("--cache", choices=("auto", "memory", "disk"), default="auto",
                    help="where the frozen features are kept (auto: memory when they take at most half of it)")
     p.add_argument("--cache-dtype", choices=("float32", "float16"), default="float32")
-    p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
-                   help="the learning rate decays to 0 over the epochs (cosine) or stays")
+    p.add_argument("--schedule", choices=("cosine", "constant"), default=None,
+                   help="the learning rate decays to 0 over the epochs (cosine) or stays "
+                        "(default: cosine with a BERT --encoder, else constant)")
     p.add_argument("--bilm", dest="bilm_dir", metavar="DIR", help="a directory written by pretrain-bilm")
     p.add_argument("--bilm-mode", dest="language_model_mode", choices=("top", "scalar_mix"), default="top",
                    help="top: TagLM (LM top layer after the first BiLSTM); scalar_mix: ELMo at the input")

@@ -86,7 +86,7 @@ def run(train_path, dev_path, out_dir, format="iob2", column=None, bilm_dir=None
         learning_rate=None, min_count=2, precision=None, jit_compile="auto", static_shapes="auto", seed=0,
         overwrite=False, verbose=1, log=print, encoder_dir=None, layers="last", inject="input",
         subword_pooling="first", use_words=True, use_chars=True, fine_tune_encoder=False,
-        encoder_learning_rate=5e-5, sequence_length=None, cache="auto", cache_dtype="float32", schedule="cosine"):
+        encoder_learning_rate=5e-5, sequence_length=None, cache="auto", cache_dtype="float32", schedule=None):
     """Trains a tagger and saves it to ``out_dir``; returns the dev scores.
 
     Args:
@@ -110,7 +110,9 @@ def run(train_path, dev_path, out_dir, format="iob2", column=None, bilm_dir=None
             deleted after training).
         cache_dtype: "float32" or "float16".
         schedule: "cosine" (the rate decays to 0 over the ``epochs``, so the
-            last epochs settle) or "constant".
+            last epochs settle) or "constant"; None: cosine on a BERT
+            encoder's features, constant otherwise (UNER, 8 epochs without
+            an encoder: entity F1 0.15 / 0.17 constant, 0.00 / 0.12 cosine).
         constraint: "auto" (BIO/IOBES constraint when the tags use that scheme),
             None, "BIO" or "IOBES".
         precision: "float32", "mixed_float16" or "mixed_bfloat16" (None: what
@@ -185,6 +187,7 @@ def run(train_path, dev_path, out_dir, format="iob2", column=None, bilm_dir=None
     if scheme in SCHEME_CONSTRAINTS:
         metrics.append(EntityF1(tags, name="entity"))
     learning_rate = learning_rate or (FEATURE_LEARNING_RATE if encoder_kind == "bert" else LEARNING_RATE)
+    schedule = schedule or ("cosine" if encoder_kind == "bert" else "constant")
     rate = learning_rate_schedule(learning_rate, schedule, epochs * batches_per_epoch(train, batch_size))
     trained.compile(optimizer=_optimizer(trained, encoder_features, rate, fine_tune_encoder,
                                          encoder_learning_rate / learning_rate),

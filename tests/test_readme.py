@@ -32,7 +32,9 @@ BLOCK_OWNERS = {
     "test_readme_synopsis_matches_the_parser": lambda lang, body: lang == "text" and body.startswith("tfpretrain "),
     "test_readme_layout_matches_the_tree": lambda lang, body: lang == "text" and body.startswith("tfpretrain/"),
     "test_readme_tagger_commands_run": lambda lang, body: lang == "bash" and "pretrain-bilm" in body,
-    "test_readme_bert_commands_run": lambda lang, body: lang == "bash" and "import-hf" in body,
+    "test_readme_bert_commands_run": lambda lang, body: (
+        lang == "bash" and "import-hf" in body and "--encoder" not in body),
+    "test_readme_feature_tagging_commands_run": lambda lang, body: lang == "bash" and "--encoder" in body,
     "test_readme_gpt_ulmfit_commands_run": lambda lang, body: lang == "bash" and "pretrain-gpt" in body,
     "test_readme_precision_commands_run": lambda lang, body: (
         lang == "bash" and "--precision" in body and "--strategy" not in body),
@@ -304,7 +306,7 @@ def _run_block(block, work, name, env_extra=None, expect_success=True):
             continue
         for variable, value in variables.items():
             line = line.replace("$" + variable, value)
-        tokens = [paths.get(t, t) for t in shlex.split(line)]
+        tokens = [paths.get(t, t) for t in shlex.split(line, comments=True)]
         env = dict(env_extra or {})
         while tokens and re.fullmatch(r"[A-Z_]+=.*", tokens[0]):  # VAR=value command
             variable, value = tokens.pop(0).split("=", 1)
@@ -392,6 +394,23 @@ def test_readme_bert_commands_run(work):
     assert 0.0 <= scores["accuracy"] <= 1.0, scores
     embedded = _last_json(_result_of(results, "tfpretrain embed"))
     assert embedded, "embed printed an empty line"
+
+
+@pytest.mark.slow
+def test_readme_feature_tagging_commands_run(work):
+    """The feature-based block reads the BERT block's UNER split and $MINILM: those lines run first."""
+    (bert,) = blocks_of("test_readme_bert_commands_run")
+    setup = "\n".join(line for line in _command_lines(bert) if line.startswith(("awk ", "MINILM=")))
+    assert setup.count("\n") == 2, setup
+    (block,) = blocks_of("test_readme_feature_tagging_commands_run")
+    results = _run_block(setup + "\n" + block, work, "feature_tagging")
+    directory = work[0] / "feature_tagging"
+    assert (directory / "ner_features.tflite").stat().st_size > 1_000_000  # MiniLM's weights are inside
+    assert list((directory / "saved_models" / "ner_features").glob("*/saved_model.pb")), "no SavedModel"
+    scores = _last_json(_result_of(results, "tfpretrain evaluate"))
+    assert {"precision", "recall", "f1", "accuracy"} <= set(scores), scores
+    tagged = [line for line in _result_of(results, "tfpretrain tag").stdout.splitlines() if line.strip()]
+    assert len(tagged) == len("Priya flew to Lisbon .".split()), tagged
 
 
 @pytest.mark.slow

@@ -323,11 +323,13 @@ def test_a_new_user_tags_upos_on_real_minilm_features(shared_data, minilm_dir, t
     dev = write_sentences(ewt / "dev.conllu", tmp_path / "dev.conllu", 0, 60)
     cli("import-hf", "--from", minilm_dir, "--out", tmp_path / "minilm")
     result = cli("train-tagger", "--format", "conllu", "--column", "upos", "--train", train, "--dev", dev,
-                 "--encoder", tmp_path / "minilm", "--layers", "concat_last_four", "--epochs", 3,
+                 "--encoder", tmp_path / "minilm", "--layers", "concat_last_four", "--epochs", 6, "--batch-size", 8,
                  "--out", tmp_path / "upos")
     assert "Computing the encoder's features of 150 sentences once" in result.stdout
+    recorded = json.loads((tmp_path / "upos" / "tagger.json").read_text(encoding="utf-8"))
+    assert (recorded["learning_rate"], recorded["schedule"], recorded["cache"]) == (1e-3, "cosine", "memory")
     scores = json.loads(result.stdout.strip().splitlines()[-1])
-    assert scores["accuracy"] > 0.6  # 17 tags; 150 sentences, 3 epochs (NOUN alone is about 17%)
+    assert scores["accuracy"] > 0.6  # 17 tags; 150 sentences, 6 epochs of 19 batches (NOUN alone is about 17%)
     evaluated = json.loads(cli("evaluate", "--model", tmp_path / "upos", "--data", dev).stdout.splitlines()[-1])
     assert evaluated["accuracy"] == pytest.approx(scores["accuracy"], abs=1e-9)
     tagged = cli("tag", "--model", tmp_path / "upos", "The quick brown fox jumps over the lazy dog .").stdout

@@ -88,6 +88,8 @@ def test_train_on_conllu_with_bilm_then_evaluate(work, upos_tagger):
     for name in ("model.keras", "preprocessor.json", "tagger.json", "history.csv", "training_curves.png"):
         assert (upos_tagger / name).exists(), name
     assert any((upos_tagger / "logs").rglob("*tfevents*")), "no TensorBoard logs"
+    recorded = json.loads((upos_tagger / "tagger.json").read_text(encoding="utf-8"))
+    assert (recorded["learning_rate"], recorded["schedule"]) == (3e-3, "constant")  # cosine is for BERT features
     result = cli("evaluate", "--model", upos_tagger, "--data", work["conllu_dev"])
     scores = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(scores) >= {"precision", "recall", "f1", "accuracy"}
