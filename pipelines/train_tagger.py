@@ -209,7 +209,8 @@ def run(train_path, dev_path, out_dir, format="iob2", column=None, bilm_dir=None
     # Everything a user waits for per training sentence: the features computed once, then every epoch with
     # its dev scoring (as flair's trainer reports it).
     scores["train_sentences_per_second"] = len(train) * epochs_run / max(feature_seconds + fit_seconds, 1e-9)
-    scores["feature_seconds"] = feature_seconds
+    if caches[0] is not None:
+        scores["feature_seconds"] = feature_seconds
     metadata = {
         "format": format, "column": column, "scheme": scheme, "constraint": constraint,
         "preset": preset, "precision": precision, "static_shapes": static_shapes, "bilm": os.path.abspath(bilm_dir) if bilm_dir else None,
